@@ -1,0 +1,249 @@
+"""Cached incremental inference (Ramachandran et al. 2017) for both architectures.
+
+Every layer's activation at pixel q depends only on pixels before q, so it can be computed
+once, at the moment q is the next pixel, and cached for the layers above. Each layer then
+computes each position exactly once: the total arithmetic of sampling a whole image is one
+forward pass, spread over ``H * W`` small steps.
+
+- ``gated``: at the start of row i the vertical stack of every layer is computed for the
+  whole row (it sees only rows above i), then each pixel runs the horizontal stack at one
+  position, reading a window of the current row kept per layer.
+- ``pixelcnn``: every layer runs at one position per step, reading a window of the cache of
+  the layer below (masked weights make the rows and columns it may not see zero).
+
+Caches are channels-last, so a window ``[:, j : j + k, :]`` flattens into a vector without
+copying; the conv weights are permuted once to match. All caches are float32 ``(B, ...)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
+from model.network import PixelCNN
+from model.sampling import draw
+
+
+def _window_weight(weight: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """Conv weight ``(out, C, kh, kw)`` -> ``(out, kh * kw * C)`` for channels-last windows."""
+    if rows is not None:
+        weight = weight[:, :, :rows]
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1).contiguous()
+
+
+def _pointwise(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return conv.weight[:, :, 0, 0], conv.bias
+
+
+class IncrementalModel:
+    """Interface of both caches: ``begin_row(i)``, ``logits(i, j)``, ``write(i, j, values)``."""
+
+    def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
+        self.model = model
+        self.batch = batch
+        self.size = model.config.image_size
+        self.levels = model.config.levels
+        self.conds = [None if c is None else c.float() for c in model.label_biases(labels, batch)]
+
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        """Model values ``(B,)`` -> the two input channels ``(B, 2)`` the first layer sees."""
+        return self.model.encode_input(values.view(-1, 1, 1, 1)).view(-1, 2)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` features at one pixel -> ``(B, levels)`` logits."""
+        head = self.model.head
+        w1, b1 = _pointwise(head.hidden)
+        w2, b2 = _pointwise(head.logits)
+        return F.linear(F.relu(F.linear(F.relu(features), w1, b1)), w2, b2)
+
+    def begin_row(self, i: int) -> None:
+        raise NotImplementedError
+
+    def logits(self, i: int, j: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def write(self, i: int, j: int, values: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    # Names of the per-image state (tensors, or lists of tensors, with the batch first).
+    STATE: tuple[str, ...] = ("conds",)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (a ``(B,)`` long tensor): used to resample particles."""
+        for name in self.STATE:
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value[index].contiguous())
+            else:
+                setattr(self, name, [None if v is None else v[index].contiguous() for v in value])
+
+
+class GatedCache(IncrementalModel):
+    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "skip")
+
+    def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
+        super().__init__(model, labels, batch)
+        cfg, n, s = model.config, batch, self.size
+        c = cfg.channels
+        stem = model.stem
+        assert isinstance(stem, GatedStem)
+        self.k = stem.k
+        k = self.k
+        # Padded input, channels-last: k rows on top, k columns each side (as GatedStem pads).
+        self.inp = torch.zeros(n, s + k, s + 2 * k, 2)
+        self.stem_v = stem.vertical
+        self.stem_h_w = _window_weight(stem.horizontal.weight)
+        self.stem_h_b = stem.horizontal.bias
+        self.stem_v2h = _pointwise(stem.vertical_to_horizontal)
+        self.layers = [layer for layer in model.blocks if isinstance(layer, GatedLayer)]
+        first = self.layers[0]
+        self.kh, self.kw, self.col_pad = first.kh, first.kw, first.col_pad
+        # Vertical inputs of every layer, NCHW (row convs run as ordinary conv2d), top-padded.
+        self.v_in = [torch.zeros(n, c, s + self.kh - 1, s + 2 * self.col_pad) for _ in self.layers]
+        # Horizontal inputs of every layer (and the last output) for the current row only.
+        self.h_row = [torch.zeros(n, s + self.kw - 1, c) for _ in range(len(self.layers) + 1)]
+        self.h_w = [_window_weight(layer.horizontal.weight) for layer in self.layers]
+        self.rs = [_pointwise(layer.residual_and_skip) for layer in self.layers]
+        self.stem_row = torch.zeros(n, s, c)  # stem's vertical-to-horizontal term, this row
+        self.vh_row = [torch.zeros(n, s, 2 * c) for _ in self.layers]  # per-layer v->h + cond
+        self.skip = torch.zeros(n, c)
+
+    def begin_row(self, i: int) -> None:
+        k, s = self.k, self.size
+        # Stem vertical: padded rows i .. i+k-1 are image rows i-k .. i-1.
+        rows = self.inp[:, i : i + k].permute(0, 3, 1, 2)
+        v = self.stem_v(rows)[:, :, :1]  # (B, C, 1, W)
+        w, b = self.stem_v2h
+        self.stem_row = F.linear(v[:, :, 0].transpose(1, 2), w, b)
+        for idx, layer in enumerate(self.layers):
+            self.v_in[idx][:, :, i + self.kh - 1, self.col_pad : self.col_pad + s] = v[:, :, 0]
+            window = self.v_in[idx][:, :, i : i + self.kh]
+            v_pre = layer.vertical(window)  # (B, 2C, 1, W)
+            vh = layer.vertical_to_horizontal(v_pre)[:, :, 0].transpose(1, 2)  # (B, W, 2C)
+            cond = self.conds[idx]
+            if cond is not None:
+                cond_v, cond_h = cond.chunk(2, dim=1)
+                v_pre = v_pre + cond_v[:, :, None, None]
+                vh = vh + cond_h[:, None, :]
+            self.vh_row[idx] = vh + layer.horizontal.bias
+            a, g = v_pre.chunk(2, dim=1)
+            v = torch.tanh(a) * torch.sigmoid(g)
+        for row in self.h_row:
+            row.zero_()
+
+    def logits(self, i: int, j: int) -> torch.Tensor:
+        k, kw = self.k, self.kw
+        # Stem horizontal: padded columns j .. j+k-1 are image columns j-k .. j-1 of row i.
+        window = self.inp[:, i + k, j : j + k].reshape(self.batch, -1)
+        h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_row[:, j]
+        self.h_row[0][:, j + kw - 1] = h
+        self.skip.zero_()
+        for idx in range(len(self.layers)):
+            row = self.h_row[idx]
+            h_pre = torch.addmm(
+                self.vh_row[idx][:, j], row[:, j : j + kw].reshape(self.batch, -1), self.h_w[idx].t()
+            )
+            a, g = h_pre.chunk(2, dim=1)
+            w, b = self.rs[idx]
+            residual, skip = F.linear(torch.tanh(a) * torch.sigmoid(g), w, b).chunk(2, dim=1)
+            self.h_row[idx + 1][:, j + kw - 1] = row[:, j + kw - 1] + residual
+            self.skip += skip
+        return self.head(self.skip)
+
+    def write(self, i: int, j: int, values: torch.Tensor) -> None:
+        self.inp[:, i + self.k, j + self.k] = self.encode(values)
+
+
+class PixelCNNCache(IncrementalModel):
+    STATE = ("conds", "inp", "mid")
+
+    def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
+        super().__init__(model, labels, batch)
+        n, s = batch, self.size
+        stem = model.stem
+        assert isinstance(stem, MaskedConv2d)
+        self.p = stem.pad
+        self.inp = torch.zeros(n, s + self.p, s + 2 * self.p, 2)
+        self.stem_w = _window_weight(stem.masked_weight(), rows=self.p + 1)
+        self.stem_b = stem.bias
+        self.blocks = [block for block in model.blocks if isinstance(block, ResidualBlock)]
+        self.q = self.blocks[0].masked.pad
+        half = model.config.channels // 2
+        # Per block, the masked conv's input (after reduce and ReLU), padded like the conv.
+        self.mid = [torch.zeros(n, s + self.q, s + 2 * self.q, half) for _ in self.blocks]
+        self.masked_w = [_window_weight(b.masked.masked_weight(), rows=self.q + 1) for b in self.blocks]
+        self.reduce = [_pointwise(b.reduce) for b in self.blocks]
+        self.expand = [_pointwise(b.expand) for b in self.blocks]
+
+    def begin_row(self, i: int) -> None:
+        pass  # every layer works one pixel at a time
+
+    def logits(self, i: int, j: int) -> torch.Tensor:
+        p, q = self.p, self.q
+        # Stem (type A): padded rows i .. i+p, columns j .. j+2p = image rows i-p .. i,
+        # columns j-p .. j+p; the mask zeroes (i, j) and everything after it.
+        window = self.inp[:, i : i + p + 1, j : j + 2 * p + 1].reshape(self.batch, -1)
+        x = F.linear(window, self.stem_w, self.stem_b)
+        for idx, block in enumerate(self.blocks):
+            cond = self.conds[idx]
+            h = x if cond is None else x + cond
+            w, b = self.reduce[idx]
+            self.mid[idx][:, i + q, j + q] = F.relu(F.linear(F.relu(h), w, b))
+            window = self.mid[idx][:, i : i + q + 1, j : j + 2 * q + 1].reshape(self.batch, -1)
+            h = F.relu(F.linear(window, self.masked_w[idx], block.masked.bias))
+            w, b = self.expand[idx]
+            x = x + F.linear(h, w, b)
+        return self.head(x)
+
+    def write(self, i: int, j: int, values: torch.Tensor) -> None:
+        self.inp[:, i + self.p, j + self.p] = self.encode(values)
+
+
+def incremental(model: PixelCNN, labels: torch.Tensor | None, batch: int) -> IncrementalModel:
+    """The cache matching ``model``'s architecture."""
+    cache = GatedCache if model.config.arch == "gated" else PixelCNNCache
+    return cache(model, labels, batch)
+
+
+@torch.no_grad()
+def cached_sample(
+    model: PixelCNN,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Fast sampler with the naive one's contract: ``noise`` ``(B, H*W)`` -> ``(B, 1, H, W)`` uint8."""
+    size = model.config.image_size
+    batch = noise.shape[0]
+    state = incremental(model, labels, batch)
+    out = torch.zeros(batch, 1, size, size, dtype=torch.uint8)
+    for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
+        state.begin_row(i)  # the part of every layer that sees only the rows above
+        for j in range(size):
+            logits = state.logits(i, j)  # the network at pixel (i, j) alone
+            values = draw(logits, noise[:, i * size + j], temperature)
+            state.write(i, j, values)  # the new pixel becomes input for the next ones
+            out[:, 0, i, j] = values.to(torch.uint8)
+    return out
+
+
+@torch.no_grad()
+def cached_logits(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Teacher-forced logits from the cache: images ``(B, 1, H, W)`` -> ``(B, levels, H, W)``.
+
+    Equal (to float rounding) to ``model(images, labels)``; exists so tests can check the
+    cached path pixel by pixel, and so the codec can share the sampler's step.
+    """
+    size = model.config.image_size
+    batch = images.shape[0]
+    state = incremental(model, labels, batch)
+    out = torch.zeros(batch, model.config.levels, size, size)
+    for i in range(size):
+        state.begin_row(i)
+        for j in range(size):
+            out[:, :, i, j] = state.logits(i, j)
+            state.write(i, j, images[:, 0, i, j].long())
+    return out

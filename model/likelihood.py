@@ -1,0 +1,81 @@
+"""Per-pixel likelihoods, bits per dimension and the class posterior.
+
+Images here are model values: integer tensors ``(B, 1, H, W)`` in ``[0, levels)`` (for the
+default 256 levels these are the 8-bit intensities themselves).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from model.network import PixelCNN
+
+LN2 = math.log(2.0)
+
+
+def pixel_log2_probs(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """log2 p(x_ij | x_<ij): logits ``(B, L, H, W)``, images ``(B, 1, H, W)`` -> ``(B, H, W)``."""
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    return log_probs.gather(1, images.long()).squeeze(1) / LN2
+
+
+def bits_per_dim_loss(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Mean negative log2-likelihood per pixel over the batch: the training loss, in bits/dim."""
+    return F.cross_entropy(logits.float(), images[:, 0].long()) / LN2
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    log2_probs: torch.Tensor  # (B, H, W) log2 p(x_ij | x_<ij); sums to -total_bits
+    total_bits: torch.Tensor  # (B,) negative log2-likelihood of each image
+    bits_per_dim: torch.Tensor  # (B,) total_bits / (H * W)
+    class_posterior: torch.Tensor | None  # (B, K) p(y | x) when a conditional model got no label
+
+
+def check_images(model: PixelCNN, images: torch.Tensor) -> None:
+    size, levels = model.config.image_size, model.config.levels
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, size, size):
+        raise ValueError(f"images must have shape (B, 1, {size}, {size}), got {tuple(images.shape)}")
+    if images.numel() and (int(images.min()) < 0 or int(images.max()) >= levels):
+        raise ValueError(f"image values must be in 0..{levels - 1}")
+
+
+@torch.no_grad()
+def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | None = None) -> Likelihood:
+    """Per-pixel log2-probabilities from one forward pass per label.
+
+    For a class-conditional model called without ``labels``, the result is the marginal over
+    classes with a uniform prior. Its per-pixel terms are the predictive
+    ``log2 p(x_t | x_<t) = log2 sum_y p(y | x_<t) p(x_t | x_<t, y)``, which sum exactly to the
+    marginal ``log2 p(x)``; ``class_posterior`` is ``p(y | x)`` by Bayes' rule.
+    """
+    check_images(model, images)
+    batch = images.shape[0]
+    num_classes = model.config.num_classes
+    if labels is not None or num_classes is None:
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).expand(batch)
+        log2p = pixel_log2_probs(model(images, labels), images)
+        total = -log2p.flatten(1).sum(1)
+        return Likelihood(log2p, total, total / log2p[0].numel(), None)
+    # Conditional model, no label: one pass per class, then the exact marginal.
+    per_class = torch.stack(
+        [
+            pixel_log2_probs(model(images, torch.full((batch,), y, dtype=torch.long)), images)
+            for y in range(num_classes)
+        ],
+        dim=1,
+    )  # (B, K, H, W), log2
+    flat = per_class.flatten(2) * LN2  # natural log, (B, K, T)
+    prior = -math.log(num_classes)
+    cumulative = torch.cat([torch.zeros_like(flat[:, :, :1]), flat.cumsum(2)], dim=2) + prior
+    evidence = torch.logsumexp(cumulative, dim=1)  # (B, T + 1): log p(x_<t), log p(x_<0) = 0
+    per_pixel = (evidence[:, 1:] - evidence[:, :-1]) / LN2
+    log2p = per_pixel.reshape(per_class[:, 0].shape)
+    posterior = torch.softmax(cumulative[:, :, -1], dim=1)
+    total = -(evidence[:, -1] / LN2)
+    return Likelihood(log2p, total, total / log2p[0].numel(), posterior)

@@ -1,0 +1,127 @@
+"""``python -m model.train``: train a PixelCNN on Fashion-MNIST (thin CLI over model.training).
+
+Examples:
+    python -m model.train --run-dir runs/gated --epochs 10
+    python -m model.train --run-dir runs/gated --resume          # continue after a stop
+    python -m model.train --arch pixelcnn --channels 32 --layers 5 --epochs 1 --no-cond
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from model.network import PixelCNNConfig
+from model.training import TrainSettings, open_run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m = p.add_argument_group("model (ignored with --resume: the run's own settings are used)")
+    m.add_argument("--arch", choices=("gated", "pixelcnn"), default="gated")
+    m.add_argument("--channels", type=int, default=64)
+    m.add_argument("--layers", type=int, default=12)
+    m.add_argument("--levels", type=int, default=256)
+    m.add_argument("--image-size", type=int, default=28)
+    m.add_argument("--no-cond", action="store_true", help="unconditional model (no class labels)")
+    m.add_argument("--kernel-size", type=int, default=7)
+    m.add_argument("--hidden-kernel-size", type=int, default=3)
+    m.add_argument("--head-channels", type=int, default=128)
+    t = p.add_argument_group("training")
+    t.add_argument("--run-dir", default="runs/default")
+    t.add_argument("--data-dir", default=None, help="directory of the four Fashion-MNIST IDX .gz files")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--warmup-steps", type=int, default=500)
+    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-limit", type=int, default=None)
+    t.add_argument("--val-limit", type=int, default=None)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    t.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grid")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--export", default=None, help="copy the best EMA weights here at the end")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = PixelCNNConfig(
+        arch=args.arch,
+        channels=args.channels,
+        layers=args.layers,
+        levels=args.levels,
+        image_size=args.image_size,
+        num_classes=None if args.no_cond else 10,
+        kernel_size=args.kernel_size,
+        hidden_kernel_size=args.hidden_kernel_size,
+        head_channels=args.head_channels,
+    )
+    settings = TrainSettings(
+        model=config,
+        run_dir=args.run_dir,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        grad_clip=args.grad_clip,
+        ema_decay=args.ema_decay,
+        bf16=not args.no_bf16,
+        seed=args.seed,
+        train_limit=args.train_limit,
+        val_limit=args.val_limit,
+        max_steps=args.max_steps,
+        checkpoint_minutes=args.checkpoint_minutes,
+        samples_per_epoch=not args.no_samples,
+    )
+    try:
+        trainer = open_run(settings, args.resume, args.device)
+    except (FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = trainer.settings
+    print(f"model: {s.model.to_json()} ({trainer.model.parameter_count():,} parameters)")
+    print(
+        f"data: {len(trainer.train)} train / {len(trainer.val)} validation images; "
+        f"batch {s.batch_size}, peak lr {s.lr}, {trainer.steps_per_epoch} steps/epoch, "
+        f"bf16 {'on' if s.bf16 else 'off'}, device {args.device}, threads {torch.get_num_threads()}"
+    )
+    if args.resume:
+        print(f"resuming at epoch {trainer.epoch}, step {trainer.step}")
+    best = trainer.run(progress=not args.quiet)
+    best_file = Path(s.run_dir) / "best.safetensors"
+    if args.export and best_file.exists():
+        shutil.copyfile(best_file, args.export)
+    print(
+        json.dumps(
+            {
+                "step": trainer.step,
+                "epoch": trainer.epoch,
+                "best_validation_bits_per_dim": best if best < float("inf") else None,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

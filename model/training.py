@@ -1,0 +1,297 @@
+"""The training loop: Adam, warmup + cosine schedule, clipping, EMA, bf16 autocast, resume.
+
+A run directory holds everything a run needs to continue exactly where it stopped:
+``settings.json`` (the run's settings), ``state.pt`` (model, EMA, optimizer, schedule, step
+and RNG; written atomically every few minutes and on SIGINT/SIGTERM), ``metrics.jsonl``,
+``curves.png``, ``samples/epoch-NNN.png`` and ``best.safetensors`` (the EMA weights with the
+lowest validation bits/dim so far). Batches are a pure function of (seed, epoch, index), so
+resuming replays the same data order.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import atomic_write, save
+from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
+from model.generation import generate
+from model.likelihood import bits_per_dim_loss
+from model.network import PixelCNN, PixelCNNConfig
+from model.pictures import image_grid, plot_curves
+
+STATE_FILE = "state.pt"
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass
+class TrainSettings:
+    model: PixelCNNConfig
+    run_dir: str = "runs/default"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3  # peak Adam learning rate, reached after warmup_steps
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio at the last step
+    grad_clip: float = 1.0  # max global gradient norm
+    ema_decay: float = 0.999  # per step; the EMA weights are what gets evaluated and shipped
+    bf16: bool = True  # bf16 autocast for forward/backward (loss in float32)
+    seed: int = 0
+    train_limit: int | None = None  # use only the first N training images (tests, smoke runs)
+    val_limit: int | None = None
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
+    checkpoint_minutes: float = 3.0
+    samples_per_epoch: bool = True
+    log_every: int = 50
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["model"] = json.loads(self.model.to_json())
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSettings:
+        data = json.loads(text)
+        data["model"] = PixelCNNConfig(**data["model"])
+        return cls(**data)
+
+
+def lr_factor(step: int, settings: TrainSettings, total_steps: int) -> float:
+    """Linear warmup to 1, then cosine down to ``min_lr_ratio``."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    progress = min(1.0, (step - settings.warmup_steps) / max(1, total_steps - settings.warmup_steps))
+    low = settings.min_lr_ratio
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batch_indices(seed: int, epoch: int, size: int, batch_size: int) -> list[torch.Tensor]:
+    """The epoch's shuffled batches (the last partial batch is dropped)."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return list(order[: size - size % batch_size].split(batch_size))
+
+
+@torch.no_grad()
+def evaluate_bits_per_dim(model: PixelCNN, split: Split, batch_size: int = 500, bf16: bool = False) -> float:
+    """Mean bits/dim of ``model`` on ``split`` (with labels for a conditional model)."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        x = quantize(split.images[start : start + batch_size], model.config.levels)
+        y = split.labels[start : start + batch_size] if model.config.num_classes else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x, y)
+        total += float(bits_per_dim_loss(logits, x)) * x.shape[0]
+        count += x.shape[0]
+    return total / count
+
+
+class Trainer:
+    """Owns one run: builds or restores its state, trains, checkpoints, evaluates."""
+
+    def __init__(self, settings: TrainSettings, device: str = "cpu"):
+        self.settings = settings
+        self.device = torch.device(device)
+        self.run_dir = Path(settings.run_dir)
+        torch.manual_seed(settings.seed)
+        self.model = PixelCNN(settings.model).to(self.device)
+        self.ema = copy.deepcopy(self.model).eval()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = float("inf")
+        self.stop_requested = False
+        self.train = load_fashion_mnist("train", settings.data_dir, settings.model.image_size)
+        self.val = load_fashion_mnist("validation", settings.data_dir, settings.model.image_size)
+        if settings.train_limit:
+            self.train = Split(
+                self.train.images[: settings.train_limit], self.train.labels[: settings.train_limit]
+            )
+        if settings.val_limit:
+            self.val = Split(self.val.images[: settings.val_limit], self.val.labels[: settings.val_limit])
+        self.steps_per_epoch = len(self.train) // settings.batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError("batch_size is larger than the training set")
+        self.total_steps = self.steps_per_epoch * settings.epochs
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_val": self.best_val,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_state(self) -> None:
+        atomic_write(self.run_dir / STATE_FILE, lambda tmp: torch.save(self.state_dict(), tmp))
+
+    def restore(self) -> None:
+        state = torch.load(self.run_dir / STATE_FILE, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch, self.best_val = int(state["batch_in_epoch"]), float(state["best_val"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # --- the loop --------------------------------------------------------------------------
+    def log(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> float:
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr * lr_factor(self.step, self.settings, self.total_steps)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16):
+            logits = self.model(x, y)
+        loss = bits_per_dim_loss(logits, x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            decay = min(self.settings.ema_decay, (1 + self.step) / (10 + self.step))
+            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(p.detach(), 1 - decay)
+        self.step += 1
+        return float(loss.detach())
+
+    def end_of_epoch(self) -> float:
+        val = evaluate_bits_per_dim(self.ema, self.val)
+        self.log(
+            {
+                "kind": "validation",
+                "epoch": self.epoch,
+                "step": self.step,
+                "epoch_progress": float(self.epoch),
+                "bits_per_dim": val,
+            }
+        )
+        if val < self.best_val:
+            self.best_val = val
+            save(
+                self.ema,
+                self.run_dir / "best.safetensors",
+                epochs=self.epoch,
+                steps=self.step,
+                validation_bits_per_dim=val,
+                data="fashion-mnist train split",
+                train_images=len(self.train),
+            )
+        if self.settings.samples_per_epoch:
+            self.write_samples()
+        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+        return val
+
+    def write_samples(self) -> None:
+        k = self.settings.model.num_classes
+        labels = list(range(k)) if k else None
+        # The naive sampler: slow but dependency-free, so a long run never trips over a newer
+        # sampler's bugs at an epoch boundary.
+        images = generate(self.ema, k or 8, labels=labels, seeds=list(range(k or 8)), method="naive")
+        out = self.run_dir / "samples" / f"epoch-{self.epoch:03d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(dequantize(images, self.settings.model.levels), columns=k or 8, scale=2).save(out)
+
+    def run(self, progress: bool = True) -> float:
+        """Train until ``epochs`` (or ``max_steps``) are done; returns the best validation bits/dim."""
+        s = self.settings
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / SETTINGS_FILE).write_text(s.to_json())
+        handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        last_save = time.monotonic()
+        try:
+            while self.epoch < s.epochs and not self._step_limit_reached():
+                batches = batch_indices(s.seed, self.epoch, len(self.train), s.batch_size)
+                bar = tqdm(
+                    total=len(batches),
+                    initial=self.batch_in_epoch,
+                    disable=not progress,
+                    desc=f"epoch {self.epoch + 1}/{s.epochs}",
+                    dynamic_ncols=True,
+                )
+                running: list[float] = []
+                started, seen = time.monotonic(), 0
+                while self.batch_in_epoch < len(batches):
+                    idx = batches[self.batch_in_epoch]
+                    x = quantize(self.train.images[idx], s.model.levels).to(self.device)
+                    y = self.train.labels[idx].to(self.device) if s.model.num_classes else None
+                    running.append(self.train_step(x, y))
+                    self.batch_in_epoch += 1
+                    seen += x.shape[0]
+                    mean = sum(running[-100:]) / len(running[-100:])
+                    bar.update(1)
+                    bar.set_postfix(bpd=f"{mean:.4f}", img_s=f"{seen / (time.monotonic() - started):.0f}")
+                    if self.step % s.log_every == 0:
+                        self.log(
+                            {
+                                "kind": "train",
+                                "epoch": self.epoch,
+                                "step": self.step,
+                                "epoch_progress": self.epoch + self.batch_in_epoch / len(batches),
+                                "bits_per_dim": mean,
+                                "images_per_second": seen / (time.monotonic() - started),
+                            }
+                        )
+                    if self.stop_requested or self._step_limit_reached():
+                        break
+                    if time.monotonic() - last_save > 60 * s.checkpoint_minutes:
+                        self.save_state()
+                        last_save = time.monotonic()
+                bar.close()
+                if self.batch_in_epoch < len(batches):
+                    break  # stopped mid-epoch: save below, resume later
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self.end_of_epoch()
+                self.save_state()
+                last_save = time.monotonic()
+        finally:
+            self.save_state()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        return self.best_val
+
+    def _step_limit_reached(self) -> bool:
+        return self.settings.max_steps is not None and self.step >= self.settings.max_steps
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
+
+
+def open_run(settings: TrainSettings, resume: bool, device: str = "cpu") -> Trainer:
+    """A trainer for ``settings``; with ``resume``, continue the run stored in its run dir."""
+    run_dir = Path(settings.run_dir)
+    if resume:
+        if not (run_dir / STATE_FILE).is_file():
+            raise FileNotFoundError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
+        saved = TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
+        # Stopping points may change on resume; everything that shapes the run may not.
+        saved.max_steps, saved.epochs = settings.max_steps, settings.epochs
+        trainer = Trainer(saved, device)
+        trainer.restore()
+        return trainer
+    if (run_dir / STATE_FILE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
+    return Trainer(settings, device)
+
+
+__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "evaluate_bits_per_dim", "open_run"]

@@ -1,0 +1,82 @@
+"""Completion: known pixels kept, reproducible, and particles agree with pixels after the hole."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.completion import complete
+from model.data import load_fashion_mnist
+from model.likelihood import log_likelihood
+from tests.conftest import random_model
+
+
+def top_half_mask(size: int) -> torch.Tensor:
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[: size // 2] = True
+    return mask
+
+
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("particles", [1, 4])
+def test_known_pixels_come_back_bit_identical(arch: str, particles: int) -> None:
+    model = random_model(arch, 10)
+    image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
+    mask = torch.rand(10, 10, generator=torch.Generator().manual_seed(0)) < 0.4
+    images, bits = complete(model, image, mask, 3, seeds=[1, 2, 3], particles=particles)
+    assert images.shape == (3, 1, 10, 10) and bits.shape == (3,)
+    for k in range(3):
+        assert torch.equal(images[k, 0][~mask], image[0][~mask])
+    assert not torch.equal(images[0, 0][mask], images[1, 0][mask])
+
+
+def test_bits_are_each_completions_negative_log_likelihood() -> None:
+    model = random_model("gated", 10)
+    image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
+    images, bits = complete(model, image, top_half_mask(10), 2, seeds=[5, 6], labels=4, particles=3)
+    direct = log_likelihood(model, images.long(), torch.tensor([4, 4])).total_bits
+    assert torch.allclose(bits, direct, atol=1e-2)
+
+
+def test_a_completion_is_reproducible_and_independent_of_the_others() -> None:
+    model = random_model("gated", 10)
+    image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
+    mask = top_half_mask(10)
+    many, _ = complete(model, image, mask, 3, seeds=[7, 8, 9], particles=4)
+    one, _ = complete(model, image, mask, 1, seeds=[8], particles=4)
+    assert torch.equal(many[1], one[0])
+
+
+def test_particles_fit_the_known_pixels_below_the_hole(trained_model) -> None:  # type: ignore[no-untyped-def]
+    test = load_fashion_mnist("test")
+    mask = torch.zeros(28, 28, dtype=torch.bool)
+    mask[:14] = True  # top half unknown, bottom half known
+    plain, smc = [], []
+    for index in range(3):
+        image, label = test.images[index], int(test.labels[index])
+        seeds = list(range(10 * index, 10 * index + 4))
+        for particles, out in ((1, plain), (16, smc)):
+            images, _ = complete(
+                trained_model, image, mask, 4, labels=label, seeds=seeds, particles=particles
+            )
+            out.append(log_likelihood(trained_model, images.long(), torch.full((4,), label)).total_bits)
+    # Higher joint log-likelihood means fewer bits.
+    assert torch.cat(smc).mean() < torch.cat(plain).mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n must be at least 1"),
+        ({"particles": 0}, "particles"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"mask": torch.zeros(5, 5, dtype=torch.bool)}, "mask must have shape"),
+        ({"image": torch.zeros(1, 4, 4, dtype=torch.uint8)}, "image must have shape"),
+        ({"labels": 12}, "labels must be in"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
+    model = random_model("gated", 10)
+    args = {"image": torch.zeros(1, 10, 10, dtype=torch.uint8), "mask": top_half_mask(10), "n": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        complete(model, **args)
