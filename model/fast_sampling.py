@@ -17,6 +17,8 @@ copying; the conv weights are permuted once to match. All caches are float32 ``(
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -212,22 +214,30 @@ def cached_sample(
     model: PixelCNN,
     noise: torch.Tensor,
     labels: torch.Tensor | None,
-    temperature: float,
+    temperature: float | torch.Tensor,
     progress: bool = False,
-) -> torch.Tensor:
-    """Fast sampler with the naive one's contract: ``noise`` ``(B, H*W)`` -> ``(B, 1, H, W)`` uint8."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast sampler: ``noise`` ``(B, H*W)`` uniforms -> images ``(B, 1, H, W)`` uint8 and bits.
+
+    Same images as the naive sampler for the same noise. ``temperature`` is one float or one
+    per image ``(B,)``. ``bits`` ``(B,)`` is each image's negative log2-likelihood under the
+    model itself (temperature 1), float64.
+    """
     size = model.config.image_size
     batch = noise.shape[0]
     state = incremental(model, labels, batch)
     out = torch.zeros(batch, 1, size, size, dtype=torch.uint8)
+    nats = torch.zeros(batch, dtype=torch.float64)
+    rows = torch.arange(batch)
     for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
         state.begin_row(i)  # the part of every layer that sees only the rows above
         for j in range(size):
             logits = state.logits(i, j)  # the network at pixel (i, j) alone
             values = draw(logits, noise[:, i * size + j], temperature)
+            nats -= torch.log_softmax(logits.double(), dim=1)[rows, values]
             state.write(i, j, values)  # the new pixel becomes input for the next ones
             out[:, 0, i, j] = values.to(torch.uint8)
-    return out
+    return out, nats / math.log(2.0)
 
 
 @torch.no_grad()

@@ -47,4 +47,4 @@ def generate(
         return naive_sample(model, noise, label_tensor, temperature, progress)
     if method != "fast":
         raise ValueError(f"method must be 'fast' or 'naive', got {method!r}")
-    return cached_sample(model, noise, label_tensor, temperature, progress=progress)
+    return cached_sample(model, noise, label_tensor, temperature, progress=progress)[0]

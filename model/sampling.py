@@ -72,8 +72,13 @@ def check_temperature(temperature: float) -> float:
     return temperature
 
 
-def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF sample: logits ``(B, L)``, uniforms ``(B,)`` in [0, 1) -> values ``(B,)`` int64."""
+def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sample: logits ``(B, L)``, uniforms ``(B,)`` in [0, 1) -> values ``(B,)`` int64.
+
+    ``temperature`` is one float or one per row, ``(B,)``.
+    """
+    if isinstance(temperature, torch.Tensor):
+        temperature = temperature.view(-1, 1).double()
     probs = torch.softmax(logits.double() / temperature, dim=1)
     cdf = probs.cumsum(1)
     values = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(1)).squeeze(1)

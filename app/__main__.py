@@ -1,0 +1,34 @@
+"""``python -m app``: check the weights, then serve with uvicorn.
+
+Refuses to start with one line naming the weights file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from app.settings import get_settings
+from model.checkpoint import CheckpointError, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    settings = get_settings()
+    try:
+        load(settings.weights)
+    except CheckpointError as exc:
+        print(f"error: cannot start: {exc} (set PIXELCNN_WEIGHTS to a weights file)", file=sys.stderr)
+        return 1
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""The likelihood heatmap: the input beside its per-pixel bits, with a colour scale."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def heatmap_png(gray: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
+    """``gray`` ``(H, W)`` uint8 and ``bits`` ``(H, W)`` float (bits per pixel) -> PNG bytes."""
+    # The object-oriented API (no pyplot) keeps this safe to call from worker threads.
+    fig = Figure(figsize=(6.4, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    left.imshow(gray, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    left.set_title("input")
+    shown = right.imshow(bits, cmap="magma", vmin=0, interpolation="nearest")
+    right.set_title(f"bits per pixel (mean {bits_per_dim:.2f})")
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=right, fraction=0.046, pad=0.04, label="bits")
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()

@@ -1,0 +1,166 @@
+"""Turning uploads into model inputs, and model outputs into PNGs.
+
+Uploads are decoded only by the decoders of the accepted formats (so Pillow never runs an
+exotic decoder on user input), their pixel count is checked before any pixel is decoded,
+and whatever their mode they become one grayscale image of the model's size.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import ClientError
+from model.data import dequantize, quantize
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+ACCEPTED_TEXT = "PNG, JPEG, WebP, BMP or GIF"
+
+
+@dataclass(frozen=True)
+class Upload:
+    gray: np.ndarray  # (size, size) uint8 0..255, light-on-dark like Fashion-MNIST
+    transparent: np.ndarray | None  # (size, size) bool, True where alpha < 50%, if it had alpha
+
+
+def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Identify and size-check an upload without decoding its pixels yet."""
+    if not data:
+        raise ClientError(400, f"'{field}' is empty: upload a {ACCEPTED_TEXT} image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ClientError(413, f"'{field}' has too many pixels to decode safely") from None
+    except UnidentifiedImageError:
+        raise ClientError(
+            415, f"'{field}' is not an image in an accepted format: send {ACCEPTED_TEXT}"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ClientError(400, f"'{field}' could not be read as an image ({exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise ClientError(
+            413, f"'{field}' is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted"
+        )
+    return image
+
+
+def _decode(image: Image.Image, field: str) -> Image.Image:
+    try:
+        image.seek(0)  # the first frame of an animation
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ClientError(400, f"'{field}' is truncated or corrupt ({exc})") from None
+    return image
+
+
+def _to_gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any mode -> float gray 0..255 ``(H, W)`` and alpha 0..1 ``(H, W)`` (None if opaque)."""
+    mode = image.mode
+    alpha = None
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.clip(values * (255.0 / top), 0, 255), None
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
+        image = image.convert("RGBA").convert("RGB") if mode not in ("LA", "La") else image.convert("L")
+    if image.mode == "CMYK":
+        image = image.convert("RGB")
+    gray = np.asarray(image.convert("L"), dtype=np.float64)
+    if alpha is not None:
+        gray = gray * alpha  # transparent pixels become background (black)
+    return gray, alpha
+
+
+def _resize(values: np.ndarray, size: int) -> np.ndarray:
+    if values.shape == (size, size):
+        return values
+    picture = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(
+        picture.resize(
+            (size, size), Image.Resampling.BOX if min(values.shape) >= size else Image.Resampling.BILINEAR
+        ),
+        dtype=np.float64,
+    )
+
+
+def read_upload(data: bytes, field: str, size: int, max_pixels: int, invert: bool = False) -> Upload:
+    """Decode an uploaded image into the model's size (grayscale, alpha kept separately)."""
+    image = _decode(open_image(data, field, max_pixels), field)
+    if image.mode not in (
+        "1",
+        "L",
+        "P",
+        "RGB",
+        "RGBA",
+        "LA",
+        "PA",
+        "CMYK",
+        "I;16",
+        "I;16B",
+        "I;16L",
+        "I",
+        "F",
+        "YCbCr",
+        "RGBX",
+    ):
+        raise ClientError(415, f"'{field}' has pixel mode {image.mode}, which is not supported")
+    image = ImageOps.exif_transpose(image) or image
+    gray, alpha = _to_gray_and_alpha(image)
+    gray = _resize(gray, size)
+    if invert:
+        gray = 255.0 - gray
+    transparent = None if alpha is None else _resize(alpha, size) < 0.5
+    return Upload(np.clip(np.rint(gray), 0, 255).astype(np.uint8), transparent)
+
+
+def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    """A mask image (white = fill) -> ``(size, size)`` bool, resized to the model's size."""
+    image = _decode(open_image(data, "mask", max_pixels), "mask")
+    gray, _ = _to_gray_and_alpha(image)  # transparent mask pixels count as black (keep)
+    return _resize(gray, size) >= 127.5
+
+
+def parse_box(text: str, size: int) -> np.ndarray:
+    """``"x0,y0,x1,y1"`` in model pixels, end-exclusive -> ``(size, size)`` bool mask."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        x0, y0, x1, y1 = (int(p) for p in parts)
+    except ValueError:
+        raise ClientError(422, f"box must be four integers 'x0,y0,x1,y1', got {text!r}") from None
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise ClientError(
+            422,
+            f"box {text!r} must satisfy 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size} "
+            "(model pixels, end-exclusive)",
+        )
+    mask = np.zeros((size, size), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+def to_uint8_images(values: torch.Tensor, levels: int) -> torch.Tensor:
+    """Model values ``(N, 1, H, W)`` -> displayable uint8 intensities."""
+    return dequantize(values, levels)
+
+
+def to_model_values(gray: np.ndarray, levels: int) -> torch.Tensor:
+    """uint8 ``(H, W)`` intensities -> model values ``(1, H, W)`` int64."""
+    return quantize(torch.from_numpy(gray.copy()).view(1, 1, *gray.shape), levels)[0]

@@ -1,0 +1,80 @@
+"""The app factory. ``uvicorn app.main:app`` serves the shipped weights; tests build their own
+app around a tiny model with ``create_app(model_loader=...)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.metrics import Metrics, MetricsMiddleware
+from app.routes import complete, generate, likelihood, meta
+from app.serving import Serving, describe
+from app.settings import Settings, get_settings
+from app.worker import InferenceWorker
+from model.checkpoint import CheckpointError, load
+from model.network import PixelCNN
+
+log = logging.getLogger("app")
+STATIC = Path(__file__).resolve().parent / "static"
+ModelLoader = Callable[[Settings], PixelCNN]
+
+
+def load_weights(settings: Settings) -> PixelCNN:
+    return load(settings.weights)
+
+
+def create_app(settings: Settings | None = None, model_loader: ModelLoader | None = None) -> FastAPI:
+    """Build the service. The model is loaded in the lifespan, never at import time."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = app.dependency_overrides.get(get_settings, get_settings)()
+        if current.torch_threads:
+            torch.set_num_threads(current.torch_threads)
+        try:
+            model = (model_loader or load_weights)(current)
+        except CheckpointError as exc:
+            log.error("cannot start: %s", exc)
+            raise
+        weights = None if model_loader else current.weights
+        worker = InferenceWorker(model, current, metrics)
+        worker.start()
+        app.state.serving = Serving(model, describe(model, weights), worker, metrics)
+        log.info(
+            "serving %s (%s parameters)", weights or "an in-memory model", f"{model.parameter_count():,}"
+        )
+        try:
+            yield
+        finally:
+            worker.stop()
+            app.state.serving = None
+
+    app = FastAPI(
+        title="PixelCNN service",
+        version="0.1.0",
+        description="Generate, complete and score 28x28 grayscale images with a PixelCNN trained on "
+        "Fashion-MNIST. Errors are JSON objects with a 'detail' message.",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    limit = (settings or get_settings()).max_upload_bytes
+    install_error_handlers(app)
+    for module in (generate, complete, likelihood, meta):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=limit)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,110 @@
+"""``POST /complete``: fill the masked region of an uploaded image."""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+
+from app.errors import ClientError
+from app.imaging import parse_box, to_model_values
+from app.rendering import images_response
+from app.routes.generate import PNG_OR_JSON
+from app.routes.uploads import image_upload, mask_upload
+from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, parse_label
+from app.serving import ServingDep, SettingsDep
+from model.completion import complete
+from model.network import PixelCNN
+
+router = APIRouter(tags=["complete"])
+
+
+def choose_region(
+    mask: np.ndarray | None, box: str | None, transparent: np.ndarray | None, size: int
+) -> np.ndarray:
+    """Exactly one source of the region to fill: a mask image, a box, or the image's alpha."""
+    if mask is not None and box:
+        raise ClientError(422, "send either a 'mask' image or a 'box', not both")
+    if mask is not None:
+        region = mask
+    elif box:
+        region = parse_box(box, size)
+    elif transparent is not None and transparent.any():
+        region = transparent
+    else:
+        raise ClientError(
+            422,
+            "no region to fill: send a 'mask' image (white = fill), a 'box' x0,y0,x1,y1 in model "
+            "pixels, or an image whose transparent pixels mark the region",
+        )
+    if not region.any():
+        raise ClientError(422, "the region to fill is empty: the mask selects no pixels (white = fill)")
+    return region
+
+
+@router.post("/complete", responses=PNG_OR_JSON, response_class=Response)
+async def complete_image(
+    serving: ServingDep,
+    settings: SettingsDep,
+    request: Request,
+    image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
+    mask: Annotated[UploadFile | None, File(description="white = pixels to fill")] = None,
+    box: Annotated[str | None, Form(description="x0,y0,x1,y1 in model pixels, end-exclusive")] = None,
+    n: Annotated[int, Form(ge=1)] = 4,
+    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
+    temperature: Annotated[float, Form(gt=0)] = 1.0,
+    label: Annotated[str | None, Form(description="0..9 or a class name; empty = infer")] = None,
+    particles: Annotated[int, Form(ge=1, description="particles per completion (SIR)")] = 8,
+    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    format: Annotated[Format, Form()] = "png",
+    scale: Annotated[int, Form(ge=1, le=16)] = 1,
+) -> Response:
+    """Complete the region given by ``mask``, ``box`` or the image's transparency; known pixels
+    are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole."""
+    if n > settings.max_images:
+        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} completions per request")
+    if particles > settings.max_particles:
+        raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
+    if n * particles > settings.max_completion_batch:
+        raise ClientError(
+            422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
+        )
+    check_temperature(temperature)
+    check_seed(seed, n)
+    model = serving.model
+    chosen_label = parse_label(label, model.config.num_classes)
+    upload = await image_upload(image, settings, serving.size, invert)
+    region = choose_region(
+        await mask_upload(mask, settings, serving.size), box, upload.transparent, serving.size
+    )
+    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
+    seeds = [base + i for i in range(n)]
+    values = to_model_values(upload.gray, serving.levels)
+    region_tensor = torch.from_numpy(region.copy())
+
+    def run(m: PixelCNN) -> tuple[torch.Tensor, torch.Tensor]:
+        return complete(
+            m,
+            values,
+            region_tensor,
+            n,
+            labels=chosen_label,
+            seeds=seeds,
+            temperature=temperature,
+            particles=particles,
+        )
+
+    images, bits = await serving.worker.submit("call", n * particles, run, request)
+    return images_response(
+        images,
+        seeds,
+        [chosen_label] * n,
+        bits,
+        levels=serving.levels,
+        fmt=format,
+        scale=scale,
+        info=serving.info,
+    )

@@ -1,0 +1,57 @@
+"""``POST /generate``: sample new images."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Request, Response
+
+from app.errors import ClientError
+from app.rendering import images_response
+from app.schemas import SEED_LIMIT, GenerateRequest, check_seed, parse_label
+from app.serving import ServingDep, SettingsDep
+from model.sampling import check_labels, per_image_noise
+
+router = APIRouter(tags=["generate"])
+
+PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ImagesResponse"}},
+        },
+        "description": "a PNG (one image, or a grid) or JSON with one PNG per image",
+    },
+    503: {"description": "the server is busy; retry after Retry-After seconds"},
+}
+
+
+@router.post("/generate", responses=PNG_OR_JSON, response_class=Response)
+async def generate(
+    body: GenerateRequest, serving: ServingDep, settings: SettingsDep, request: Request
+) -> Response:
+    """Sample ``n`` images. Image i uses seed ``seed + i``, so any image can be made again alone."""
+    if body.n > settings.max_images:
+        raise ClientError(422, f"n = {body.n} is too many: at most {settings.max_images} images per request")
+    check_seed(body.seed, body.n)
+    model = serving.model
+    label = parse_label(body.label, model.config.num_classes)
+    base = body.seed if body.seed is not None else random.randrange(SEED_LIMIT - body.n + 1)
+    seeds = [base + i for i in range(body.n)]
+    labels = check_labels(model, label, body.n, seeds)
+    noise = per_image_noise(seeds, serving.size**2)
+    temperatures = torch.full((body.n,), body.temperature, dtype=torch.float64)
+    images, bits = await serving.worker.submit("generate", body.n, (noise, labels, temperatures), request)
+    label_list: list[int | None] = [None] * body.n if labels is None else [int(y) for y in labels]
+    return images_response(
+        images,
+        seeds,
+        label_list,
+        bits,
+        levels=serving.levels,
+        fmt=body.format,
+        scale=body.scale,
+        info=serving.info,
+    )

@@ -1,0 +1,63 @@
+"""``POST /likelihood``: per-pixel bits of an uploaded image, as JSON or a heatmap PNG."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import torch
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from app.heatmap import heatmap_png
+from app.imaging import to_model_values
+from app.routes.uploads import image_upload
+from app.schemas import Format, LikelihoodResponse, parse_label
+from app.serving import ServingDep, SettingsDep
+from model.data import CLASS_NAMES
+from model.likelihood import Likelihood
+
+router = APIRouter(tags=["likelihood"])
+
+HEATMAP_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/LikelihoodResponse"}},
+        },
+        "description": "a heatmap of per-pixel bits beside the input, or the numbers as JSON",
+    }
+}
+
+
+@router.post("/likelihood", responses=HEATMAP_OR_JSON, response_class=Response)
+async def likelihood(
+    serving: ServingDep,
+    settings: SettingsDep,
+    request: Request,
+    image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
+    label: Annotated[str | None, Form(description="0..9 or a class name; empty = sum over classes")] = None,
+    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    format: Annotated[Format, Form()] = "json",
+) -> Response:
+    """Score an image: -log2 p of every pixel given the pixels before it (and the label)."""
+    chosen = parse_label(label, serving.model.config.num_classes)
+    upload = await image_upload(image, settings, serving.size, invert)
+    values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
+    labels = None if chosen is None else torch.tensor([chosen])
+    result: Likelihood = await serving.worker.submit("likelihood", 1, (values, labels), request)
+    bits = (-result.log2_probs[0]).double()
+    bits_per_dim = float(result.bits_per_dim[0])
+    if format == "png":
+        png = await run_in_threadpool(heatmap_png, upload.gray, bits.numpy(), bits_per_dim)
+        return Response(png, media_type="image/png", headers={"X-Bits-Per-Dim": f"{bits_per_dim:.4f}"})
+    posterior = None
+    if result.class_posterior is not None:
+        posterior = {CLASS_NAMES[k]: float(p) for k, p in enumerate(result.class_posterior[0])}
+    body = LikelihoodResponse(
+        bits=[[round(float(b), 5) for b in row] for row in bits],
+        total_bits=float(result.total_bits[0]),
+        bits_per_dim=bits_per_dim,
+        label=chosen,
+        class_posterior=posterior,
+    )
+    return Response(body.model_dump_json(), media_type="application/json")

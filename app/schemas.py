@@ -1,0 +1,127 @@
+"""Request and response bodies, and the parsing of labels shared by every route."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.errors import ClientError
+from model.data import CLASS_NAMES
+
+SEED_LIMIT = 2**32
+MAX_TEMPERATURE = 10.0
+Format = Literal["png", "json"]
+LabelInput = int | str | None
+
+ALIASES = {
+    "tshirt": "t-shirt",
+    "t-shirt/top": "t-shirt",
+    "top": "t-shirt",
+    "ankle boot": "ankle-boot",
+    "ankleboot": "ankle-boot",
+    "boot": "ankle-boot",
+    "trousers": "trouser",
+    "sneakers": "sneaker",
+}
+
+
+def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
+    """None, an index, or a class name (case and spacing forgiven) -> index or None."""
+    names = ", ".join(f"{i} {n!r}" for i, n in enumerate(CLASS_NAMES))
+    if value is None or value == "":
+        return None
+    if num_classes is None:
+        raise ClientError(422, "this model is unconditional: leave 'label' out")
+    if isinstance(value, bool):
+        raise ClientError(422, f"label must be null, 0..{num_classes - 1} or a class name ({names})")
+    if isinstance(value, str):
+        text = value.strip().lower().replace("_", "-")
+        if text.lstrip("-").isdigit():
+            value = int(text)
+        else:
+            text = ALIASES.get(text, ALIASES.get(text.replace("-", " "), text))
+            if text not in CLASS_NAMES:
+                raise ClientError(422, f"unknown label {value!r}: use 0..{num_classes - 1} or one of {names}")
+            return CLASS_NAMES.index(text)
+    if not 0 <= value < num_classes:
+        raise ClientError(422, f"label {value} is out of range: use 0..{num_classes - 1} or a class name")
+    return int(value)
+
+
+def check_seed(seed: int | None, n: int) -> None:
+    if seed is not None and not (seed >= 0 and seed + n - 1 < SEED_LIMIT):
+        raise ClientError(422, f"seed must satisfy 0 <= seed and seed + n - 1 < 2**32 (n = {n}), got {seed}")
+
+
+def check_temperature(value: float) -> float:
+    if not math.isfinite(value) or not 0 < value <= MAX_TEMPERATURE:
+        raise ClientError(422, f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {value}")
+    return value
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"n": 8, "label": "sneaker", "temperature": 1.0, "seed": 42, "format": "json"}]
+        },
+    )
+
+    n: Annotated[int, Field(ge=1, description="how many images (at most the server's max_images)")] = 16
+    label: LabelInput = Field(None, description="null (drawn from each seed), 0..9, or a class name")
+    temperature: Annotated[float, Field(gt=0, le=MAX_TEMPERATURE, allow_inf_nan=False)] = 1.0
+    seed: Annotated[int | None, Field(ge=0, lt=SEED_LIMIT)] = Field(
+        None, description="image i uses seed + i; random when left out"
+    )
+    format: Format = "png"
+    scale: Annotated[int, Field(ge=1, le=16, description="nearest-neighbour upscaling")] = 1
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_type(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not (value is None or isinstance(value, int | str)):
+            raise ValueError("label must be null, an integer 0..9 or a class name")
+        return value
+
+
+class ImageResult(BaseModel):
+    seed: int | None = Field(description="the seed that made this image (None when not sampled)")
+    label: int | None
+    label_name: str | None
+    png_base64: str
+    bits_per_dim: float = Field(description="the image's negative log2-likelihood per pixel")
+
+
+class ModelInfo(BaseModel):
+    arch: str
+    config: dict[str, Any]
+    parameters: int
+    classes: list[str] | None
+    weights: str
+    sha256: str
+    test_bits_per_dim: float | None
+    validation_bits_per_dim: float | None
+    training: dict[str, Any]
+
+
+class ImagesResponse(BaseModel):
+    images: list[ImageResult]
+    model: ModelInfo
+
+
+class LikelihoodResponse(BaseModel):
+    bits: list[list[float]] = Field(description="H x W array: -log2 p of each pixel given those before it")
+    total_bits: float
+    bits_per_dim: float
+    label: int | None = Field(description="the label scored with; None when summed out")
+    class_posterior: dict[str, float] | None = Field(
+        None, description="p(class | image) for a conditional model called without a label"
+    )
+
+
+class CompressResponse(BaseModel):
+    data_base64: str
+    bytes: int
+    bits_per_dim: float

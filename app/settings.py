@@ -1,0 +1,35 @@
+"""Service settings, read from environment variables prefixed ``PIXELCNN_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pixelcnn-gated-fmnist.safetensors"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXELCNN_", extra="ignore")
+
+    weights: Path = Field(DEFAULT_WEIGHTS, description="the safetensors weights file to serve")
+    torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    # Request limits.
+    max_images: int = Field(64, ge=1, description="most images one request may ask for (n)")
+    max_particles: int = Field(64, ge=1, description="most particles per completion")
+    max_completion_batch: int = Field(256, ge=1, description="most n * particles in one completion")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
+    max_image_pixels: int = Field(16_000_000, ge=784, description="largest decoded image, in pixels")
+    # Dynamic batching and backpressure.
+    batching: bool = Field(True, description="merge queued requests into one batch")
+    max_batch_size: int = Field(64, ge=1, description="most images in one merged batch")
+    max_batch_delay_ms: float = Field(50.0, ge=0, description="how long to wait for more requests")
+    max_queue: int = Field(256, ge=1, description="most images waiting; more get 503 at once")
+    request_timeout_s: float = Field(120.0, gt=0, description="longest wait before a 503")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,245 @@
+// The web page: generate a grid, edit an image and its fill region, complete it, score it.
+"use strict";
+
+const SIZE = 28;             // model pixels per side (replaced by /model's image_size)
+const state = { size: SIZE, image: null, mask: null, classes: null, drawing: false };
+const $ = (id) => document.getElementById(id);
+
+function setStatus(id, text, isError = false) {
+  const el = $(id);
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    return body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+  } catch (e) {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+// --- editor: a size x size grayscale image and a boolean mask, drawn scaled up ----------
+function resetEditor(size) {
+  state.size = size;
+  state.image = new Uint8ClampedArray(size * size);
+  state.mask = new Uint8Array(size * size);
+  redraw();
+}
+
+function redraw() {
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  const cell = canvas.width / state.size;
+  for (let y = 0; y < state.size; y++) {
+    for (let x = 0; x < state.size; x++) {
+      const v = state.image[y * state.size + x];
+      ctx.fillStyle = `rgb(${v},${v},${v})`;
+      ctx.fillRect(x * cell, y * cell, cell, cell);
+      if (state.mask[y * state.size + x]) {
+        ctx.fillStyle = "rgba(255, 64, 64, 0.55)";
+        ctx.fillRect(x * cell, y * cell, cell, cell);
+      }
+    }
+  }
+}
+
+function paint(event) {
+  const canvas = $("canvas");
+  const rect = canvas.getBoundingClientRect();
+  const cx = Math.floor(((event.clientX - rect.left) / rect.width) * state.size);
+  const cy = Math.floor(((event.clientY - rect.top) / rect.height) * state.size);
+  const radius = Number($("brush").value) - 1;
+  const tool = document.querySelector("input[name=tool]:checked").value;
+  for (let y = cy - radius; y <= cy + radius; y++) {
+    for (let x = cx - radius; x <= cx + radius; x++) {
+      if (x < 0 || y < 0 || x >= state.size || y >= state.size) continue;
+      if ((x - cx) ** 2 + (y - cy) ** 2 > radius * radius + radius) continue;
+      const k = y * state.size + x;
+      if (tool === "mask") state.mask[k] = 1;
+      else if (tool === "draw") { state.image[k] = 255; state.mask[k] = 0; }
+      else { state.image[k] = 0; state.mask[k] = 0; }
+    }
+  }
+  redraw();
+}
+
+function toPngBlob(values) {
+  // values: size*size gray levels -> a PNG blob at model size
+  const c = document.createElement("canvas");
+  c.width = c.height = state.size;
+  const ctx = c.getContext("2d");
+  const data = ctx.createImageData(state.size, state.size);
+  values.forEach((v, k) => { data.data.set([v, v, v, 255], 4 * k); });
+  ctx.putImageData(data, 0, 0);
+  return new Promise((resolve) => c.toBlob(resolve, "image/png"));
+}
+
+function loadIntoEditor(src) {
+  const img = new Image();
+  img.onload = () => {
+    const c = document.createElement("canvas");
+    c.width = c.height = state.size;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0, state.size, state.size);
+    const px = ctx.getImageData(0, 0, state.size, state.size).data;
+    for (let k = 0; k < state.size * state.size; k++) {
+      state.image[k] = Math.round(0.299 * px[4 * k] + 0.587 * px[4 * k + 1] + 0.114 * px[4 * k + 2]);
+    }
+    state.mask.fill(0);
+    redraw();
+  };
+  img.src = src;
+}
+
+function figure(src, caption, onClick) {
+  const fig = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = src;
+  img.alt = caption;
+  if (onClick) img.addEventListener("click", onClick);
+  const cap = document.createElement("figcaption");
+  cap.textContent = caption;
+  fig.append(img, cap);
+  return fig;
+}
+
+// --- calls --------------------------------------------------------------------------------
+async function generate(event) {
+  event.preventDefault();
+  const button = $("generate-button");
+  button.disabled = true;
+  setStatus("gen-status", "sampling…");
+  const body = { n: Number($("gen-n").value), temperature: Number($("gen-temperature").value), format: "json" };
+  if ($("gen-label").value !== "") body.label = Number($("gen-label").value);
+  if ($("gen-seed").value !== "") body.seed = Number($("gen-seed").value);
+  const started = performance.now();
+  try {
+    const response = await fetch("/generate", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) { setStatus("gen-status", await errorText(response), true); return; }
+    const result = await response.json();
+    const gallery = $("gen-results");
+    gallery.replaceChildren();
+    for (const item of result.images) {
+      const src = `data:image/png;base64,${item.png_base64}`;
+      const name = item.label_name ?? "";
+      gallery.append(figure(src, `${name} #${item.seed}`, () => loadIntoEditor(src)));
+    }
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    setStatus("gen-status", `${result.images.length} images in ${seconds} s`);
+  } catch (e) {
+    setStatus("gen-status", `request failed: ${e}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function complete(event) {
+  event.preventDefault();
+  if (!state.mask.some((m) => m)) { setStatus("cmp-status", "paint the region to fill first (red)", true); return; }
+  const button = $("complete-button");
+  button.disabled = true;
+  setStatus("cmp-status", "completing…");
+  const form = new FormData();
+  form.append("image", await toPngBlob(state.image), "image.png");
+  form.append("mask", await toPngBlob(Array.from(state.mask, (m) => (m ? 255 : 0))), "mask.png");
+  form.append("n", $("cmp-n").value);
+  form.append("particles", $("cmp-particles").value);
+  form.append("format", "json");
+  if ($("cmp-label").value !== "") form.append("label", $("cmp-label").value);
+  try {
+    const response = await fetch("/complete", { method: "POST", body: form });
+    if (!response.ok) { setStatus("cmp-status", await errorText(response), true); return; }
+    const result = await response.json();
+    const gallery = $("cmp-results");
+    gallery.replaceChildren();
+    for (const item of result.images) {
+      const src = `data:image/png;base64,${item.png_base64}`;
+      gallery.append(figure(src, `${item.bits_per_dim.toFixed(2)} bits/dim`, () => loadIntoEditor(src)));
+    }
+    setStatus("cmp-status", `${result.images.length} completions`);
+  } catch (e) {
+    setStatus("cmp-status", `request failed: ${e}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function score(event) {
+  event.preventDefault();
+  const button = $("score-button");
+  button.disabled = true;
+  setStatus("score-status", "scoring…");
+  const image = await toPngBlob(state.image);
+  try {
+    const pngForm = new FormData();
+    pngForm.append("image", image, "image.png");
+    pngForm.append("format", "png");
+    const jsonForm = new FormData();
+    jsonForm.append("image", image, "image.png");
+    const [png, json] = await Promise.all([
+      fetch("/likelihood", { method: "POST", body: pngForm }),
+      fetch("/likelihood", { method: "POST", body: jsonForm }),
+    ]);
+    if (!png.ok) { setStatus("score-status", await errorText(png), true); return; }
+    const heatmap = $("heatmap");
+    heatmap.src = URL.createObjectURL(await png.blob());
+    heatmap.hidden = false;
+    const list = $("posterior");
+    list.replaceChildren();
+    if (json.ok) {
+      const result = await json.json();
+      setStatus("score-status", `${result.bits_per_dim.toFixed(3)} bits/dim, ${result.total_bits.toFixed(0)} bits in all`);
+      const posterior = Object.entries(result.class_posterior ?? {}).sort((a, b) => b[1] - a[1]).slice(0, 4);
+      for (const [name, p] of posterior) {
+        const li = document.createElement("li");
+        li.textContent = `${name}: ${(100 * p).toFixed(1)}%`;
+        list.append(li);
+      }
+    }
+  } catch (e) {
+    setStatus("score-status", `request failed: ${e}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function init() {
+  resetEditor(SIZE);
+  try {
+    const info = await (await fetch("/model")).json();
+    const bpd = info.test_bits_per_dim ? `, ${info.test_bits_per_dim.toFixed(3)} bits/dim on the test set` : "";
+    $("model-info").textContent =
+      `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${info.config.image_size}×${info.config.image_size}, ${info.config.levels} levels${bpd}`;
+    if (info.config.image_size !== SIZE) resetEditor(info.config.image_size);
+    for (const [k, name] of (info.classes ?? []).entries()) {
+      for (const id of ["gen-label", "cmp-label"]) $(id).append(new Option(name, String(k)));
+    }
+  } catch (e) {
+    $("model-info").textContent = "the model is not ready yet; reload in a moment";
+  }
+  $("generate-form").addEventListener("submit", generate);
+  $("complete-form").addEventListener("submit", complete);
+  $("score-form").addEventListener("submit", score);
+  const canvas = $("canvas");
+  canvas.addEventListener("pointerdown", (e) => { state.drawing = true; canvas.setPointerCapture(e.pointerId); paint(e); });
+  canvas.addEventListener("pointermove", (e) => { if (state.drawing) paint(e); });
+  canvas.addEventListener("pointerup", () => { state.drawing = false; });
+  $("upload").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (file) loadIntoEditor(URL.createObjectURL(file));
+  });
+  $("mask-top").addEventListener("click", () => {
+    state.mask.fill(0);
+    state.mask.fill(1, 0, (state.size * state.size) / 2);
+    redraw();
+  });
+  $("clear-mask").addEventListener("click", () => { state.mask.fill(0); redraw(); });
+  $("clear-image").addEventListener("click", () => { state.image.fill(0); state.mask.fill(0); redraw(); });
+}
+
+init();

@@ -1,0 +1,233 @@
+"""The inference worker: one thread owns the model; requests queue up and get merged.
+
+Routes ``await worker.submit(job)``; the worker thread takes the oldest job, and for kinds
+that can be merged (generation, likelihood) waits up to ``max_batch_delay_ms`` for more
+compatible jobs, up to ``max_batch_size`` images, then runs them as one batch and splits the
+results. Seeds are per image, so a request's images do not depend on what it was batched
+with. The queue is bounded in images: past ``max_queue`` a request is refused at once with
+503 and ``Retry-After``. A job whose client has gone away, or that waited longer than
+``request_timeout_s``, is dropped without costing compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from starlette.requests import Request
+
+from app.errors import ClientError
+from app.metrics import Metrics
+from app.settings import Settings
+from model.fast_sampling import cached_sample
+from model.likelihood import Likelihood, log_likelihood
+from model.network import PixelCNN
+
+MERGEABLE = ("generate", "likelihood")
+
+
+@dataclass
+class Job:
+    """One request's work. ``payload`` depends on ``kind``:
+
+    - "generate": ``(noise (n, H*W) float64, labels (n,) | None, temperatures (n,) float64)``
+      -> ``(images (n, 1, H, W) uint8, bits (n,) float64)``
+    - "likelihood": ``(images (n, 1, H, W) int64, labels (n,) | None)`` -> ``Likelihood``
+    - "call": a function of the model, run alone (completion, compression)
+    """
+
+    kind: str
+    images: int
+    payload: Any
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    enqueued: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+
+    def merge_key(self) -> tuple[str, bool]:
+        return self.kind, self.payload[1] is None
+
+
+def _split(tensor: torch.Tensor | None, sizes: list[int]) -> list[Any]:
+    return [None] * len(sizes) if tensor is None else list(tensor.split(sizes))
+
+
+def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if parts[0] is None else torch.cat([p for p in parts if p is not None])
+
+
+class InferenceWorker:
+    def __init__(self, model: PixelCNN, settings: Settings, metrics: Metrics):
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self.queue: deque[Job] = deque()
+        self.pending_images = 0
+        self.condition = threading.Condition()
+        self.running = False
+        self.thread = threading.Thread(target=self._loop, name="inference-worker", daemon=True)
+
+    # --- the event-loop side ----------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.condition:
+            self.running = False
+            self.condition.notify_all()
+        self.thread.join(timeout=30)
+
+    async def submit(self, kind: str, images: int, payload: Any, request: Request | None = None) -> Any:
+        """Queue a job and wait for its result (503 when overloaded or too slow)."""
+        loop = asyncio.get_running_loop()
+        job = Job(kind, images, payload, loop, loop.create_future())
+        with self.condition:
+            if self.pending_images + images > self.settings.max_queue:
+                self.metrics.rejections.labels(reason="queue_full").inc()
+                raise ClientError(
+                    503,
+                    f"the server is busy ({self.pending_images} images queued, limit "
+                    f"{self.settings.max_queue}); retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            self.queue.append(job)
+            self.pending_images += images
+            self.metrics.queue_depth.set(self.pending_images)
+            self.condition.notify_all()
+        waiters: list[asyncio.Future[Any]] = [job.future]
+        watcher = asyncio.ensure_future(self._watch_disconnect(request)) if request else None
+        if watcher is not None:
+            waiters.append(watcher)
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if job.future in done:
+            return job.future.result()
+        self._cancel(job)
+        if watcher is not None and watcher in done:
+            self.metrics.rejections.labels(reason="client_gone").inc()
+            raise ClientError(499, "the client closed the connection")
+        self.metrics.rejections.labels(reason="timeout").inc()
+        raise ClientError(
+            503,
+            f"the request waited longer than {self.settings.request_timeout_s:g} s; retry later",
+            headers={"Retry-After": "5"},
+        )
+
+    async def _watch_disconnect(self, request: Request) -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.1)
+
+    def _cancel(self, job: Job) -> None:
+        with self.condition:
+            job.cancelled = True
+            if job in self.queue:
+                self.queue.remove(job)
+                self.pending_images -= job.images
+                self.metrics.queue_depth.set(self.pending_images)
+
+    # --- the worker thread ------------------------------------------------------------------
+    def _take(self, job: Job) -> None:
+        self.queue.remove(job)
+        self.pending_images -= job.images
+        self.metrics.queue_depth.set(self.pending_images)
+
+    def _next_batch(self) -> list[Job] | None:
+        with self.condition:
+            while self.running and not self.queue:
+                self.condition.wait()
+            if not self.running:
+                return None
+            first = self.queue[0]
+            self._take(first)
+            batch = [first]
+            if not self.settings.batching or first.kind not in MERGEABLE:
+                return batch
+            total = first.images
+            deadline = time.monotonic() + self.settings.max_batch_delay_ms / 1000
+            while total < self.settings.max_batch_size:
+                for job in list(self.queue):
+                    if job.kind in MERGEABLE and job.merge_key() == first.merge_key():
+                        if total + job.images > self.settings.max_batch_size:
+                            break
+                        self._take(job)
+                        batch.append(job)
+                        total += job.images
+                remaining = deadline - time.monotonic()
+                if total >= self.settings.max_batch_size or remaining <= 0 or not self.running:
+                    break
+                self.condition.wait(timeout=remaining)
+            return batch
+
+    def _loop(self) -> None:
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            live = [job for job in batch if not job.cancelled and not job.future.done()]
+            if not live:
+                continue
+            self.metrics.batch_size.observe(sum(job.images for job in live))
+            try:
+                results = self._run(live)
+            except ValueError as exc:
+                error: Exception = ClientError(422, str(exc))
+                for job in live:
+                    self._resolve(job, None, error)
+            except Exception as exc:  # a bug: let the route's error handling report it
+                for job in live:
+                    self._resolve(job, None, exc)
+            else:
+                for job, result in zip(live, results, strict=True):
+                    self._resolve(job, result, None)
+
+    def _resolve(self, job: Job, result: Any, error: Exception | None) -> None:
+        def settle() -> None:
+            if job.future.done():
+                return
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+        job.loop.call_soon_threadsafe(settle)
+
+    @torch.no_grad()
+    def _run(self, jobs: list[Job]) -> list[Any]:
+        kind = jobs[0].kind
+        if kind == "call":
+            function: Callable[[PixelCNN], Any] = jobs[0].payload
+            return [function(self.model)]
+        sizes = [job.images for job in jobs]
+        if kind == "generate":
+            noise = torch.cat([job.payload[0] for job in jobs])
+            labels = _cat([job.payload[1] for job in jobs])
+            temperatures = torch.cat([job.payload[2] for job in jobs])
+            images, bits = cached_sample(self.model, noise, labels, temperatures)
+            self.metrics.images_generated.inc(images.shape[0])
+            return list(zip(images.split(sizes), bits.split(sizes), strict=True))
+        if kind == "likelihood":
+            images = torch.cat([job.payload[0] for job in jobs])
+            result = log_likelihood(self.model, images, _cat([job.payload[1] for job in jobs]))
+            parts = zip(
+                result.log2_probs.split(sizes),
+                result.total_bits.split(sizes),
+                result.bits_per_dim.split(sizes),
+                _split(result.class_posterior, sizes),
+                strict=True,
+            )
+            return [Likelihood(*part) for part in parts]
+        raise ValueError(f"unknown job kind {kind!r}")

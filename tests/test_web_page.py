@@ -1,0 +1,79 @@
+"""The web page, driven in Debian's headless Chromium by Playwright against a real server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import random_model
+from tests.server import running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium must not try the network: this machine has none, and each attempt is refused.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: Path) -> None:
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
+    app = create_app(Settings(max_batch_delay_ms=5), model_loader=lambda s: model)
+    with running_server(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelector('#model-info').textContent.includes('parameters')")
+        assert page.locator("#gen-label option").count() == 11
+
+        page.select_option("#gen-n", "4")
+        page.select_option("#gen-label", "7")
+        page.fill("#gen-seed", "3")
+        page.click("#generate-button")
+        page.wait_for_selector("#gen-results figure img", timeout=60_000)
+        assert page.locator("#gen-results figure").count() == 4
+        assert "sneaker #3" in (page.locator("#gen-results figcaption").first.text_content() or "")
+
+        page.locator("#gen-results img").first.click()  # load it into the editor
+        page.click("#mask-top")
+        page.select_option("#cmp-n", "4")
+        page.select_option("#cmp-particles", "4")
+        page.click("#complete-button")
+        page.wait_for_selector("#cmp-results figure img", timeout=60_000)
+        assert page.locator("#cmp-results figure").count() == 4
+        assert "bits/dim" in (page.locator("#cmp-results figcaption").first.text_content() or "")
+
+        page.click("#score-button")
+        page.wait_for_selector("#heatmap:not([hidden])", timeout=60_000)
+        page.wait_for_function("document.querySelector('#heatmap').naturalWidth > 100")
+        assert "bits/dim" in (page.locator("#score-status").text_content() or "")
+        assert page.locator("#posterior li").count() == 4
+
+        # An error from the server is shown, not swallowed.
+        page.fill("#gen-seed", str(2**32 - 1))  # seed + n - 1 must stay below 2**32
+        page.click("#generate-button")
+        page.wait_for_function("document.querySelector('#gen-status').classList.contains('error')")
+        assert "seed" in (page.locator("#gen-status").text_content() or "")
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        shutil.copy(tmp_path / "page.png", "/tmp/page.png")
+        assert not errors, errors
