@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 
 class ClientError(Exception):
@@ -16,7 +20,37 @@ class ClientError(Exception):
         self.headers = headers
 
 
+def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    """One readable sentence, and the errors without the offending input (which may be NaN,
+    bytes or anything else that JSON cannot carry)."""
+    errors: list[dict[str, Any]] = []
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or "body"
+        message = str(error.get("msg", "invalid value"))
+        if error.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        parts.append(f"{field}: {message}")
+        errors.append({"loc": loc, "msg": message, "type": str(error.get("type", ""))})
+    return "; ".join(parts) or "invalid request", errors
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body could not be parsed: send JSON (UTF-8) or multipart/form-data as documented"
+        elif exc.status_code == 404:
+            detail = f"not found: {request.url.path} (see /docs for the routes)"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = describe_validation_errors(exc)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)

@@ -69,7 +69,7 @@ class GenerateRequest(BaseModel):
         },
     )
 
-    n: Annotated[int, Field(ge=1, description="how many images (at most the server's max_images)")] = 16
+    n: Annotated[int, Field(ge=1, le=64, description="how many images (a server may allow fewer)")] = 16
     label: LabelInput = Field(None, description="null (drawn from each seed), 0..9, or a class name")
     temperature: Annotated[float, Field(gt=0, le=MAX_TEMPERATURE, allow_inf_nan=False)] = 1.0
     seed: Annotated[int | None, Field(ge=0, lt=SEED_LIMIT)] = Field(
@@ -119,6 +119,32 @@ class LikelihoodResponse(BaseModel):
     class_posterior: dict[str, float] | None = Field(
         None, description="p(class | image) for a conditional model called without a label"
     )
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal: ``detail`` says what was wrong and what is accepted."""
+
+    detail: str
+    errors: list[ValidationIssue] | None = Field(None, description="per-field problems, for 422s")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the refusals a route can give, all with the ``ErrorResponse`` body."""
+    meaning = {
+        400: "the upload could not be decoded (empty, truncated or corrupt)",
+        404: "not found",
+        413: "the body or the image is too large",
+        415: "the upload is not an image in an accepted format",
+        422: "a parameter is missing or out of range",
+        503: "busy or not ready: retry after the Retry-After header's seconds",
+    }
+    return {status: {"model": ErrorResponse, "description": meaning[status]} for status in statuses}
 
 
 class CompressResponse(BaseModel):

@@ -14,7 +14,7 @@ from app.imaging import parse_box, to_model_values
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
 from app.routes.uploads import image_upload, mask_upload
-from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, parse_label
+from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
 from model.completion import complete
 from model.network import PixelCNN
@@ -45,7 +45,11 @@ def choose_region(
     return region
 
 
-@router.post("/complete", responses=PNG_OR_JSON, response_class=Response)
+@router.post(
+    "/complete",
+    responses={**PNG_OR_JSON, **error_responses(400, 413, 415, 422, 503)},
+    response_class=Response,
+)
 async def complete_image(
     serving: ServingDep,
     settings: SettingsDep,

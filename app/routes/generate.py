@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.errors import ClientError
 from app.rendering import images_response
-from app.schemas import SEED_LIMIT, GenerateRequest, check_seed, parse_label
+from app.schemas import SEED_LIMIT, GenerateRequest, ImagesResponse, check_seed, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
 from model.sampling import check_labels, per_image_noise
 
@@ -18,17 +18,17 @@ router = APIRouter(tags=["generate"])
 
 PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/ImagesResponse"}},
-        },
-        "description": "a PNG (one image, or a grid) or JSON with one PNG per image",
+        "model": ImagesResponse,
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "format=png: a PNG (one image, or a grid), seeds in the X-Seeds header; "
+        "format=json: one PNG per image with its seed, label and bits/dim",
     },
-    503: {"description": "the server is busy; retry after Retry-After seconds"},
 }
 
 
-@router.post("/generate", responses=PNG_OR_JSON, response_class=Response)
+@router.post(
+    "/generate", responses={**PNG_OR_JSON, **error_responses(400, 413, 422, 503)}, response_class=Response
+)
 async def generate(
     body: GenerateRequest, serving: ServingDep, settings: SettingsDep, request: Request
 ) -> Response:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.heatmap import heatmap_png
 from app.imaging import to_model_values
 from app.routes.uploads import image_upload
-from app.schemas import Format, LikelihoodResponse, parse_label
+from app.schemas import Format, LikelihoodResponse, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
 from model.data import CLASS_NAMES
 from model.likelihood import Likelihood
@@ -20,12 +20,12 @@ router = APIRouter(tags=["likelihood"])
 
 HEATMAP_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/LikelihoodResponse"}},
-        },
-        "description": "a heatmap of per-pixel bits beside the input, or the numbers as JSON",
-    }
+        "model": LikelihoodResponse,
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "format=json: per-pixel bits and totals; format=png: a heatmap of per-pixel "
+        "bits beside the input, with a colour scale",
+    },
+    **error_responses(400, 413, 415, 422, 503),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.schemas import ModelInfo
+from app.schemas import ModelInfo, error_responses
 from app.serving import ServingDep
 
 router = APIRouter(tags=["service"])
@@ -29,7 +29,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/model")
+@router.get("/model", responses=error_responses(503))
 async def model_info(serving: ServingDep) -> ModelInfo:
     """Config, parameter count, test bits/dim and the weights' sha256."""
     return serving.info

@@ -14,8 +14,7 @@ function setStatus(id, text, isError = false) {
 async function errorText(response) {
   try {
     const body = await response.json();
-    if (typeof body.detail === "string") return body.detail;
-    return body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
   } catch (e) {
     return `${response.status} ${response.statusText}`;
   }

@@ -1,0 +1,30 @@
+# PixelCNN service: CPU-only image with the shipped weights baked in.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /srv
+
+# The CPU build of torch from PyTorch's CPU index: PyPI's default Linux wheel pulls several GB
+# of CUDA libraries this service never uses. Installed first, so code changes keep this layer.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "${TORCH_INDEX}" torch==2.13.0
+
+COPY pyproject.toml README.md ./
+COPY model ./model
+COPY app ./app
+COPY bench ./bench
+RUN pip install .
+COPY weights ./weights
+
+RUN useradd --create-home --uid 10001 pixelcnn
+USER 10001
+
+ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000"]

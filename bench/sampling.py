@@ -1,0 +1,108 @@
+"""``python -m bench.sampling``: how fast the cached sampler is, against a forward pass and naive.
+
+For each batch size: the median time of one full forward pass, of the fast cached sampler
+(a whole image), and of the naive sampler's per-pixel step (one full forward pass plus the
+draw) over a few pixels, extrapolated to all H*W pixels (said so in the output). Prints the
+ratios fast/forward and naive/fast. Asserts nothing about time. ``--profile`` prints where
+the fast sampler's time goes (torch profiler, by operator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from model.checkpoint import load
+from model.fast_sampling import cached_sample
+from model.network import PixelCNN
+from model.sampling import check_labels, draw, per_image_noise
+
+DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: allocator, kernels, caches
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(model: PixelCNN, batch: int, repeats: int, naive_pixels: int) -> tuple[float, float, float]:
+    """Median seconds of (one forward pass, one fast sampling run, naive extrapolated)."""
+    size = model.config.image_size
+    pixels = size * size
+    seeds = list(range(batch))
+    labels = check_labels(model, None, batch, seeds)
+    noise = per_image_noise(seeds, pixels)
+    x = torch.randint(0, model.config.levels, (batch, 1, size, size))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x, labels)
+
+    def naive_steps() -> None:
+        # The naive sampler's loop body: a full forward pass, then one pixel drawn.
+        with torch.no_grad():
+            for t in range(naive_pixels):
+                i, j = divmod(t, size)
+                x[:, 0, i, j] = draw(model(x, labels)[:, :, i, j], noise[:, t], 1.0)
+
+    forward_s = median_seconds(forward, repeats)
+    fast_s = median_seconds(lambda: cached_sample(model, noise, labels, 1.0), repeats)
+    naive_s = median_seconds(naive_steps, repeats) / naive_pixels * pixels
+    return forward_s, fast_s, naive_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sampling", description=__doc__)
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    p.add_argument("--batch-sizes", default="1,16,64")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
+    p.add_argument("--naive-pixels", type=int, default=8, help="naive steps timed, then extrapolated")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--profile", action="store_true", help="profile one fast sampling run at batch 16")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.weights)
+    size = model.config.image_size
+    pixels = size * size
+    print(
+        f"weights {args.weights}: {model.config.arch}, {model.parameter_count():,} parameters, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'batch':>5} {'forward s':>10} {'fast s':>8} {'naive s (extrap.)':>18} {'fast/fwd':>9} "
+        f"{'naive/fast':>10} {'fast img/s':>10}"
+    )
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        forward_s, fast_s, naive_s = measure(model, batch, args.repeats, args.naive_pixels)
+        print(
+            f"{batch:>5} {forward_s:>10.3f} {fast_s:>8.2f} {naive_s:>18.1f} {fast_s / forward_s:>9.2f} "
+            f"{naive_s / fast_s:>10.1f} {batch / fast_s:>10.1f}"
+        )
+    print(
+        f"naive: {args.naive_pixels} per-pixel steps timed (median of {args.repeats}) and "
+        f"multiplied by {pixels}; fast and forward: medians of {args.repeats} full runs"
+    )
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        seeds = list(range(16))
+        labels = check_labels(model, None, 16, seeds)
+        noise = per_image_noise(seeds, pixels)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            cached_sample(model, noise, labels, 1.0)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
