@@ -83,7 +83,7 @@ class IncrementalModel:
 
 
 class GatedCache(IncrementalModel):
-    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "skip")
+    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "gated")
 
     def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
         super().__init__(model, labels, batch)
@@ -107,10 +107,21 @@ class GatedCache(IncrementalModel):
         # Horizontal inputs of every layer (and the last output) for the current row only.
         self.h_row = [torch.zeros(n, s + self.kw - 1, c) for _ in range(len(self.layers) + 1)]
         self.h_w = [_window_weight(layer.horizontal.weight) for layer in self.layers]
-        self.rs = [_pointwise(layer.residual_and_skip) for layer in self.layers]
+        # residual_and_skip is split: the residual half runs per layer (fused with the add),
+        # the skip halves of all layers run as one batched matmul at the end of the pixel.
+        # Gate outputs carry a constant 1 in an extra last column and the weights a bias row,
+        # so neither needs a separate bias add.
+        res_w, skip_w = [], []
+        for layer in self.layers:
+            w, b = _pointwise(layer.residual_and_skip)
+            full = torch.cat([w.t(), (torch.zeros(2 * c) if b is None else b).unsqueeze(0)])  # (C+1, 2C)
+            res_w.append(full[:, :c].contiguous())
+            skip_w.append(full[:, c:])
+        self.res_w = res_w
+        self.skip_w = torch.stack(skip_w)  # (L, C+1, C): gated (L, B, C+1) @ skip_w -> (L, B, C)
+        self.gated = torch.ones(len(self.layers), n, c + 1)  # this pixel's gate outputs, and a 1
         self.stem_row = torch.zeros(n, s, c)  # stem's vertical-to-horizontal term, this row
         self.vh_row = [torch.zeros(n, s, 2 * c) for _ in self.layers]  # per-layer v->h + cond
-        self.skip = torch.zeros(n, c)
 
     def begin_row(self, i: int) -> None:
         k, s = self.k, self.size
@@ -141,18 +152,18 @@ class GatedCache(IncrementalModel):
         window = self.inp[:, i + k, j : j + k].reshape(self.batch, -1)
         h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_row[:, j]
         self.h_row[0][:, j + kw - 1] = h
-        self.skip.zero_()
         for idx in range(len(self.layers)):
             row = self.h_row[idx]
             h_pre = torch.addmm(
                 self.vh_row[idx][:, j], row[:, j : j + kw].reshape(self.batch, -1), self.h_w[idx].t()
             )
             a, g = h_pre.chunk(2, dim=1)
-            w, b = self.rs[idx]
-            residual, skip = F.linear(torch.tanh(a) * torch.sigmoid(g), w, b).chunk(2, dim=1)
-            self.h_row[idx + 1][:, j + kw - 1] = row[:, j + kw - 1] + residual
-            self.skip += skip
-        return self.head(self.skip)
+            torch.mul(torch.tanh(a), torch.sigmoid(g), out=self.gated[idx, :, :-1])
+            # h_out = h_in + residual(gated) + bias, in one addmm, into the next layer's row.
+            self.h_row[idx + 1][:, j + kw - 1] = torch.addmm(
+                row[:, j + kw - 1], self.gated[idx], self.res_w[idx]
+            )
+        return self.head(torch.bmm(self.gated, self.skip_w).sum(0))
 
     def write(self, i: int, j: int, values: torch.Tensor) -> None:
         self.inp[:, i + self.k, j + self.k] = self.encode(values)

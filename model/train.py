@@ -4,6 +4,10 @@ Examples:
     python -m model.train --run-dir runs/gated --epochs 10
     python -m model.train --run-dir runs/gated --resume          # continue after a stop
     python -m model.train --arch pixelcnn --channels 32 --layers 5 --epochs 1 --no-cond
+    torchrun --nproc_per_node=2 -m model.train --run-dir runs/gated --threads 1   # 2 processes
+
+Under torchrun, --batch-size is the global batch (split evenly over the processes) and only
+rank 0 prints, writes the run directory and shows a progress bar.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from model import distributed
 from model.network import PixelCNNConfig
-from model.training import TrainSettings, open_run
+from model.training import Trainer, TrainSettings, open_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,8 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t = p.add_argument_group("training")
     t.add_argument("--run-dir", default="runs/default")
     t.add_argument("--data-dir", default=None, help="directory of the four Fashion-MNIST IDX .gz files")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument(
+        "--epochs", type=int, default=None, help="total epochs (default 10; with --resume: the run's own)"
+    )
+    t.add_argument("--batch-size", type=int, default=64, help="global batch, over all processes")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--warmup-steps", type=int, default=500)
     t.add_argument("--ema-decay", type=float, default=0.999)
@@ -54,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grid")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")
     t.add_argument("--export", default=None, help="copy the best EMA weights here at the end")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -64,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = distributed.start(args.device)  # joins torchrun's process group, if launched by it
+    try:
+        return train(args, device)
+    finally:
+        distributed.stop()
+
+
+def train(args: argparse.Namespace, device: str) -> int:
+    """Open (or resume) the run that ``args`` describe and train it on ``device``."""
+    main_rank = distributed.World.current().is_main
     config = PixelCNNConfig(
         arch=args.arch,
         channels=args.channels,
@@ -79,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         model=config,
         run_dir=args.run_dir,
         data_dir=args.data_dir,
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else 10,
         batch_size=args.batch_size,
         lr=args.lr,
         warmup_steps=args.warmup_steps,
@@ -94,21 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         samples_per_epoch=not args.no_samples,
     )
     try:
-        trainer = open_run(settings, args.resume, args.device)
-    except (FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        trainer = open_run(settings, args.resume, device, epochs=args.epochs)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    s = trainer.settings
-    print(f"model: {s.model.to_json()} ({trainer.model.parameter_count():,} parameters)")
-    print(
-        f"data: {len(trainer.train)} train / {len(trainer.val)} validation images; "
-        f"batch {s.batch_size}, peak lr {s.lr}, {trainer.steps_per_epoch} steps/epoch, "
-        f"bf16 {'on' if s.bf16 else 'off'}, device {args.device}, threads {torch.get_num_threads()}"
-    )
-    if args.resume:
-        print(f"resuming at epoch {trainer.epoch}, step {trainer.step}")
+    if main_rank:
+        describe(trainer, device, args.resume)
     best = trainer.run(progress=not args.quiet)
-    best_file = Path(s.run_dir) / "best.safetensors"
+    if not main_rank:
+        return 0
+    best_file = Path(trainer.settings.run_dir) / "best.safetensors"
     if args.export and best_file.exists():
         shutil.copyfile(best_file, args.export)
     print(
@@ -121,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def describe(trainer: Trainer, device: str, resume: bool) -> None:
+    """Print the model, the data and the batch and learning rate as the whole run sees them."""
+    s, world = trainer.settings, trainer.world
+    print(f"model: {s.model.to_json()} ({trainer.model.parameter_count():,} parameters)")
+    split = f" = {world.size} processes x {s.batch_size // world.size}" if world.size > 1 else ""
+    print(
+        f"data: {len(trainer.train)} train / {len(trainer.val)} validation images; "
+        f"global batch {s.batch_size}{split}, peak lr {s.lr}, {trainer.steps_per_epoch} steps/epoch, "
+        f"bf16 {'on' if s.bf16 else 'off'}, device {device}, threads {torch.get_num_threads()}"
+        + (" per process" if world.size > 1 else "")
+    )
+    if resume:
+        print(f"resuming at epoch {trainer.epoch}, step {trainer.step}")
 
 
 if __name__ == "__main__":

@@ -6,91 +6,48 @@ and RNG; written atomically every few minutes and on SIGINT/SIGTERM), ``metrics.
 ``curves.png``, ``samples/epoch-NNN.png`` and ``best.safetensors`` (the EMA weights with the
 lowest validation bits/dim so far). Batches are a pure function of (seed, epoch, index), so
 resuming replays the same data order.
+
+Under ``torchrun`` the same loop runs in every process with DistributedDataParallel (see
+``model.distributed``): each rank trains on its share of every global batch, only rank 0 touches
+the run directory, and every rank stops at the same step.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
-import math
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.checkpoint import atomic_write, save
 from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
+from model.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
 from model.generation import generate
 from model.likelihood import bits_per_dim_loss
-from model.network import PixelCNN, PixelCNNConfig
+from model.network import PixelCNN
 from model.pictures import image_grid, plot_curves
+from model.train_settings import TrainSettings, lr_factor
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "settings.json"
-
-
-@dataclass
-class TrainSettings:
-    model: PixelCNNConfig
-    run_dir: str = "runs/default"
-    data_dir: str | None = None
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3  # peak Adam learning rate, reached after warmup_steps
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio at the last step
-    grad_clip: float = 1.0  # max global gradient norm
-    ema_decay: float = 0.999  # per step; the EMA weights are what gets evaluated and shipped
-    bf16: bool = True  # bf16 autocast for forward/backward (loss in float32)
-    seed: int = 0
-    train_limit: int | None = None  # use only the first N training images (tests, smoke runs)
-    val_limit: int | None = None
-    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
-    checkpoint_minutes: float = 3.0
-    samples_per_epoch: bool = True
-    log_every: int = 50
-
-    def to_json(self) -> str:
-        data = dataclasses.asdict(self)
-        data["model"] = json.loads(self.model.to_json())
-        return json.dumps(data, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainSettings:
-        data = json.loads(text)
-        data["model"] = PixelCNNConfig(**data["model"])
-        return cls(**data)
-
-
-def lr_factor(step: int, settings: TrainSettings, total_steps: int) -> float:
-    """Linear warmup to 1, then cosine down to ``min_lr_ratio``."""
-    if step < settings.warmup_steps:
-        return (step + 1) / settings.warmup_steps
-    progress = min(1.0, (step - settings.warmup_steps) / max(1, total_steps - settings.warmup_steps))
-    low = settings.min_lr_ratio
-    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def batch_indices(seed: int, epoch: int, size: int, batch_size: int) -> list[torch.Tensor]:
-    """The epoch's shuffled batches (the last partial batch is dropped)."""
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return list(order[: size - size % batch_size].split(batch_size))
 
 
 @torch.no_grad()
 def evaluate_bits_per_dim(model: PixelCNN, split: Split, batch_size: int = 500, bf16: bool = False) -> float:
     """Mean bits/dim of ``model`` on ``split`` (with labels for a conditional model)."""
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(split), batch_size):
-        x = quantize(split.images[start : start + batch_size], model.config.levels)
-        y = split.labels[start : start + batch_size] if model.config.num_classes else None
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x = quantize(split.images[start : start + batch_size], model.config.levels).to(device)
+        y = split.labels[start : start + batch_size].to(device) if model.config.num_classes else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x, y)
         total += float(bits_per_dim_loss(logits, x)) * x.shape[0]
         count += x.shape[0]
@@ -98,15 +55,25 @@ def evaluate_bits_per_dim(model: PixelCNN, split: Split, batch_size: int = 500, 
 
 
 class Trainer:
-    """Owns one run: builds or restores its state, trains, checkpoints, evaluates."""
+    """Owns one run: builds or restores its state, trains, checkpoints, evaluates.
+
+    In a process group (torchrun) it is one rank of a data-parallel run; ``model`` stays the
+    bare network (a checkpoint's names carry no ``module.`` prefix), ``net`` is what trains.
+    """
 
     def __init__(self, settings: TrainSettings, device: str = "cpu"):
         self.settings = settings
         self.device = torch.device(device)
         self.run_dir = Path(settings.run_dir)
-        torch.manual_seed(settings.seed)
+        self.world = World.current()
+        check_global_batch(settings.batch_size, self.world.size)
+        torch.manual_seed(settings.seed)  # the same start on every rank (DDP broadcasts it anyway)
         self.model = PixelCNN(settings.model).to(self.device)
         self.ema = copy.deepcopy(self.model).eval()
+        self.net: torch.nn.Module = self.model
+        if self.world.size > 1:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.step = 0
         self.epoch = 0
@@ -140,10 +107,17 @@ class Trainer:
         }
 
     def save_state(self) -> None:
-        atomic_write(self.run_dir / STATE_FILE, lambda tmp: torch.save(self.state_dict(), tmp))
+        if self.world.is_main:  # every rank holds the same state; one writes it
+            atomic_write(self.run_dir / STATE_FILE, lambda tmp: torch.save(self.state_dict(), tmp))
 
     def restore(self) -> None:
-        state = torch.load(self.run_dir / STATE_FILE, map_location=self.device, weights_only=True)
+        # Rank 0 reads and sends, so that only its machine needs the run directory. On the CPU
+        # it can travel pickled; load_state_dict copies it to the device.
+        state: dict[str, Any] | None = None
+        if self.world.is_main:
+            state = torch.load(self.run_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        state = from_main(state)
+        assert state is not None
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -153,6 +127,8 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------
     def log(self, row: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -161,10 +137,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr * lr_factor(self.step, self.settings, self.total_steps)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16):
-            logits = self.model(x, y)
+            logits = self.net(x, y)
         loss = bits_per_dim_loss(logits, x)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP this returns once the gradients are averaged over all ranks
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
@@ -175,6 +151,15 @@ class Trainer:
         return float(loss.detach())
 
     def end_of_epoch(self) -> float:
+        """Validate, keep the best weights, draw samples, plot: rank 0 works, the others wait."""
+        val = self._validate_and_report() if self.world.is_main else 0.0
+        # Every rank holds the same EMA, so rank 0's figure is everyone's; waiting for it is
+        # the barrier (validation is short next to PROCESS_GROUP_TIMEOUT).
+        val = from_main(val)
+        self.best_val = min(self.best_val, val)
+        return val
+
+    def _validate_and_report(self) -> float:
         val = evaluate_bits_per_dim(self.ema, self.val)
         self.log(
             {
@@ -213,18 +198,20 @@ class Trainer:
 
     def run(self, progress: bool = True) -> float:
         """Train until ``epochs`` (or ``max_steps``) are done; returns the best validation bits/dim."""
-        s = self.settings
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / SETTINGS_FILE).write_text(s.to_json())
+        s, world = self.settings, self.world
+        if world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / SETTINGS_FILE).write_text(s.to_json())
         handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         last_save = time.monotonic()
         try:
             while self.epoch < s.epochs and not self._step_limit_reached():
-                batches = batch_indices(s.seed, self.epoch, len(self.train), s.batch_size)
+                # This rank's share of each global batch; batch_in_epoch counts global batches.
+                batches = epoch_batches(s.seed, self.epoch, len(self.train), s.batch_size, world)
                 bar = tqdm(
                     total=len(batches),
                     initial=self.batch_in_epoch,
-                    disable=not progress,
+                    disable=not (progress and world.is_main),
                     desc=f"epoch {self.epoch + 1}/{s.epochs}",
                     dynamic_ncols=True,
                 )
@@ -234,9 +221,13 @@ class Trainer:
                     idx = batches[self.batch_in_epoch]
                     x = quantize(self.train.images[idx], s.model.levels).to(self.device)
                     y = self.train.labels[idx].to(self.device) if s.model.num_classes else None
-                    running.append(self.train_step(x, y))
+                    loss = self.train_step(x, y)
+                    # One small all-reduce a step: the global batch's loss, and whether any rank
+                    # got SIGINT/SIGTERM, so that all stop after this same step.
+                    loss_sum, stops = all_reduce_sum([loss, float(self.stop_requested)], self.device)
+                    running.append(loss_sum / world.size)
                     self.batch_in_epoch += 1
-                    seen += x.shape[0]
+                    seen += x.shape[0] * world.size
                     mean = sum(running[-100:]) / len(running[-100:])
                     bar.update(1)
                     bar.set_postfix(bpd=f"{mean:.4f}", img_s=f"{seen / (time.monotonic() - started):.0f}")
@@ -249,9 +240,10 @@ class Trainer:
                                 "epoch_progress": self.epoch + self.batch_in_epoch / len(batches),
                                 "bits_per_dim": mean,
                                 "images_per_second": seen / (time.monotonic() - started),
+                                "processes": world.size,
                             }
                         )
-                    if self.stop_requested or self._step_limit_reached():
+                    if stops > 0 or self._step_limit_reached():
                         break
                     if time.monotonic() - last_save > 60 * s.checkpoint_minutes:
                         self.save_state()
@@ -277,21 +269,42 @@ class Trainer:
         self.stop_requested = True
 
 
-def open_run(settings: TrainSettings, resume: bool, device: str = "cpu") -> Trainer:
-    """A trainer for ``settings``; with ``resume``, continue the run stored in its run dir."""
+def open_run(
+    settings: TrainSettings, resume: bool, device: str = "cpu", epochs: int | None = None
+) -> Trainer:
+    """A trainer for ``settings``; with ``resume``, continue the run stored in its run dir.
+
+    On resume the run keeps its saved settings, except ``settings.max_steps`` and, when given,
+    ``epochs`` (to extend or shorten a run; this also stretches its learning-rate schedule).
+
+    In a process group rank 0 looks at the run directory and tells the others what it found,
+    so that every rank starts the same run or fails with the same error.
+    """
+    found = _find_run(settings, resume, epochs) if World.current().is_main else None
+    found = from_main(found)
+    if isinstance(found, Exception):
+        raise found
+    assert found is not None
+    trainer = Trainer(found, device)
+    if resume:
+        trainer.restore()
+    return trainer
+
+
+def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> TrainSettings | Exception:
     run_dir = Path(settings.run_dir)
     if resume:
         if not (run_dir / STATE_FILE).is_file():
-            raise FileNotFoundError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
+            return FileNotFoundError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
         saved = TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
         # Stopping points may change on resume; everything that shapes the run may not.
-        saved.max_steps, saved.epochs = settings.max_steps, settings.epochs
-        trainer = Trainer(saved, device)
-        trainer.restore()
-        return trainer
+        saved.max_steps = settings.max_steps
+        if epochs is not None:
+            saved.epochs = epochs
+        return saved
     if (run_dir / STATE_FILE).exists():
-        raise FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
-    return Trainer(settings, device)
+        return FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
+    return settings
 
 
-__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "evaluate_bits_per_dim", "open_run"]
+__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "evaluate_bits_per_dim", "lr_factor", "open_run"]

@@ -1,0 +1,208 @@
+"""``python -m bench.load``: the service under concurrent load, on 127.0.0.1 only.
+
+Starts the server (``python -m app``) as a subprocess, once with dynamic batching and once
+without, and runs bounded numbers of concurrent httpx clients against it: throughput and
+p50/p95/p99 latency of ``/generate`` (n=1) at several concurrencies and of ``/likelihood``;
+16 concurrent single-image requests against one 16-image request; and an overload burst
+against a small queue, counting 200s, 503s and anything else while ``/health`` is polled.
+Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+from PIL import Image
+
+from model.data import load_fashion_mnist
+
+RequestMaker = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+Statuses = Counter[int | str]
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextmanager
+def server(weights: str | None, **settings: str) -> Iterator[Server]:
+    port = free_port()
+    env = {**os.environ, **{f"PIXELCNN_{k.upper()}": v for k, v in settings.items()}}
+    if weights:
+        env["PIXELCNN_WEIGHTS"] = weights
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "warning"], env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("the server exited during startup")
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("the server did not become ready")
+        yield Server(url, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def run_clients(
+    url: str, concurrency: int, total: int, make_request: RequestMaker
+) -> tuple[float, list[float], Statuses]:
+    """``total`` requests from ``concurrency`` clients; returns wall time, latencies, statuses."""
+    latencies: list[float] = []
+    statuses: Statuses = Counter()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for k in range(total):
+        queue.put_nowait(k)
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                k = queue.get_nowait()
+                started = time.perf_counter()
+                try:
+                    response = await make_request(client, k)
+                    statuses[response.status_code] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, statuses
+
+
+def generate_one(client: httpx.AsyncClient, k: int) -> Awaitable[httpx.Response]:
+    return client.post("/generate", json={"n": 1, "seed": k})
+
+
+def sample_png() -> bytes:
+    image = load_fashion_mnist("test").images[0, 0].numpy()
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def report(name: str, wall: float, latencies: list[float], statuses: Statuses) -> None:
+    ok = statuses.get(200, 0)
+    print(
+        f"  {name:<34} {len(latencies):>4} req {wall:>7.2f} s {ok / wall:>7.2f} ok/s  "
+        f"p50 {percentile(latencies, 50):>6.2f}  p95 {percentile(latencies, 95):>6.2f}  "
+        f"p99 {percentile(latencies, 99):>6.2f} s  {dict(statuses)}"
+    )
+
+
+async def overload(url: str, burst: int) -> tuple[Statuses, int, int]:
+    """``burst`` concurrent /generate calls while /health is polled; health ok and failed counts."""
+    health_ok, health_bad = 0, 0
+    done = asyncio.Event()
+
+    async def poll_health() -> None:
+        nonlocal health_ok, health_bad
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            while not done.is_set():
+                try:
+                    ok = (await client.get("/health")).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                health_ok, health_bad = health_ok + ok, health_bad + (not ok)
+                await asyncio.sleep(0.1)
+
+    poller = asyncio.ensure_future(poll_health())
+    _, _, statuses = await run_clients(url, burst, burst, generate_one)
+    done.set()
+    await poller
+    return statuses, health_ok, health_bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
+    p.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
+    p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--burst", type=int, default=500)
+    p.add_argument("--burst-queue", type=int, default=32)
+    args = p.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    png = sample_png()
+
+    def likelihood(client: httpx.AsyncClient, k: int) -> Awaitable[httpx.Response]:
+        return client.post("/likelihood", files={"image": ("x.png", png, "image/png")}, data={"label": "9"})
+
+    for batching in ("true", "false"):
+        print(f"batching {'on' if batching == 'true' else 'off'}:")
+        with server(args.weights, batching=batching, max_queue="1024") as s:
+            print(f"  server memory at start: {rss_mib(s.pid):.0f} MiB")
+            one16 = asyncio.run(
+                run_clients(s.url, 1, 1, lambda c, k: c.post("/generate", json={"n": 16, "seed": 0}))
+            )
+            sixteen = asyncio.run(run_clients(s.url, 16, 16, generate_one))
+            print(
+                f"  one 16-image request: {one16[0]:.2f} s; 16 concurrent 1-image requests: "
+                f"{sixteen[0]:.2f} s (ratio {sixteen[0] / one16[0]:.2f})"
+            )
+            for c in levels:
+                total = max(4, c)
+                report(
+                    f"/generate n=1, concurrency {c}",
+                    *asyncio.run(run_clients(s.url, c, total, generate_one)),
+                )
+            for c in (1, 16):
+                report(
+                    f"/likelihood, concurrency {c}", *asyncio.run(run_clients(s.url, c, 4 * c, likelihood))
+                )
+            print(f"  server memory after: {rss_mib(s.pid):.0f} MiB")
+    print(f"overload: {args.burst} concurrent /generate n=1 against max_queue {args.burst_queue}:")
+    with server(args.weights, max_queue=str(args.burst_queue)) as s:
+        before = rss_mib(s.pid)
+        statuses, health_ok, health_bad = asyncio.run(overload(s.url, args.burst))
+        other = sum(v for k, v in statuses.items() if k not in (200, 503))
+        print(f"  200: {statuses.get(200, 0)}, 503: {statuses.get(503, 0)}, other: {other} {dict(statuses)}")
+        print(f"  /health during the burst: {health_ok} ok, {health_bad} failed")
+        print(f"  server memory before {before:.0f} MiB, after {rss_mib(s.pid):.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""``python -m model.export``: turn a training run into the shipped weights and model card.
+
+Takes the EMA weights of a run (``best.safetensors``, the best validation epoch, or the
+latest ``state.pt`` with ``--from-state``), scores them on the validation and test sets,
+and writes one safetensors file whose metadata holds the training facts, plus the model
+card's pictures beside it: a per-class sample grid, completions of half-masked test images,
+and the training curves.
+
+    python -m model.export --run-dir /work/runs/gated-c64-l12 --out weights/pixelcnn-gated-fmnist.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from model.checkpoint import file_sha256, load, save
+from model.completion import complete
+from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
+from model.generation import generate
+from model.likelihood import log_likelihood
+from model.network import PixelCNN, PixelCNNConfig
+from model.pictures import image_grid
+from model.training import STATE_FILE, TrainSettings
+
+
+def scores(model: PixelCNN, split: Split, batch_size: int = 250) -> tuple[float, dict[str, float]]:
+    """Mean bits/dim with true labels, overall and per class."""
+    bits = []
+    for start in range(0, len(split), batch_size):
+        x = quantize(split.images[start : start + batch_size], model.config.levels)
+        y = split.labels[start : start + batch_size] if model.config.num_classes else None
+        bits.append(log_likelihood(model, x, y).bits_per_dim)
+    per_image = torch.cat(bits).double()
+    per_class = {
+        CLASS_NAMES[c]: round(float(per_image[split.labels == c].mean()), 4) for c in range(len(CLASS_NAMES))
+    }
+    return float(per_image.mean()), per_class
+
+
+def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, object]]:
+    settings = TrainSettings.from_json((run_dir / "settings.json").read_text())
+    model = PixelCNN(settings.model)
+    state = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True)
+    facts: dict[str, object] = {"steps_total": int(state["step"]), "epochs_total": int(state["epoch"])}
+    if from_state:
+        model.load_state_dict(state["ema"])
+        facts.update(epochs=int(state["epoch"]), steps=int(state["step"]))
+    else:
+        model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
+        facts.update(epochs=int(state["epoch"]))
+    facts["settings"] = json.loads(settings.to_json())
+    return model.eval(), facts
+
+
+def pictures(model: PixelCNN, out_dir: Path, stem: str) -> None:
+    k = model.config.num_classes or 1
+    per_class = 10
+    labels = [c for c in range(k) for _ in range(per_class)] if model.config.num_classes else None
+    images = generate(model, k * per_class, labels=labels, seeds=list(range(k * per_class)))
+    levels = model.config.levels
+    image_grid(dequantize(images, levels), columns=per_class, scale=3).save(out_dir / f"{stem}-samples.png")
+    test = load_fashion_mnist("test")
+    mask = torch.zeros(28, 28, dtype=torch.bool)
+    mask[:14] = True
+    rows = []
+    for index in range(6):
+        image, label = quantize(test.images[index], levels), int(test.labels[index])
+        filled, _ = complete(
+            model,
+            image,
+            mask,
+            4,
+            labels=label if model.config.num_classes else None,
+            seeds=list(range(4)),
+            particles=16,
+        )
+        masked = image.clone()
+        masked[0, :14] = 0
+        rows.append(torch.cat([image.unsqueeze(0), masked.unsqueeze(0), filled]))
+    image_grid(dequantize(torch.cat(rows), levels), columns=6, scale=3).save(
+        out_dir / f"{stem}-completions.png"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m model.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", default="weights/pixelcnn-gated-fmnist.safetensors")
+    p.add_argument("--from-state", action="store_true", help="latest EMA weights instead of the best epoch")
+    p.add_argument("--command", default="", help="the training command, recorded in the metadata")
+    p.add_argument("--wall-hours", type=float, default=None, help="training wall time, recorded")
+    p.add_argument("--no-pictures", action="store_true")
+    args = p.parse_args(argv)
+    run_dir, out = Path(args.run_dir), Path(args.out)
+    model, facts = ema_from_run(run_dir, args.from_state)
+    started = time.perf_counter()
+    val, val_per_class = scores(model, load_fashion_mnist("validation"))
+    test, test_per_class = scores(model, load_fashion_mnist("test"))
+    print(f"validation {val:.4f} bits/dim, test {test:.4f} bits/dim ({time.perf_counter() - started:.0f} s)")
+    save(
+        model,
+        out,
+        data="Fashion-MNIST: 55,000 training images, 5,000 held out for validation",
+        validation_bits_per_dim=round(val, 5),
+        test_bits_per_dim=round(test, 5),
+        test_bits_per_dim_per_class=test_per_class,
+        validation_bits_per_dim_per_class=val_per_class,
+        command=args.command,
+        wall_hours=args.wall_hours,
+        hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+        **facts,
+    )
+    load(out)  # the file must load cleanly
+    stem = out.stem
+    if (run_dir / "curves.png").exists():
+        shutil.copyfile(run_dir / "curves.png", out.parent / f"{stem}-curves.png")
+    if not args.no_pictures:
+        pictures(model, out.parent, stem)
+    config: PixelCNNConfig = model.config
+    print(
+        json.dumps(
+            {
+                "weights": str(out),
+                "sha256": file_sha256(out),
+                "parameters": model.parameter_count(),
+                "config": json.loads(config.to_json()),
+                "validation_bits_per_dim": val,
+                "test_bits_per_dim": test,
+                "test_per_class": test_per_class,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
