@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
-from app.routes import complete, generate, likelihood, meta
+from app.routes import codec, complete, generate, likelihood, meta
 from app.serving import Serving, describe
 from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         app.dependency_overrides[get_settings] = lambda: settings
     limit = (settings or get_settings()).max_upload_bytes
     install_error_handlers(app)
-    for module in (generate, complete, likelihood, meta):
+    for module in (generate, complete, likelihood, codec, meta):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=limit)

@@ -1,0 +1,128 @@
+"""``POST /compress`` and ``POST /decompress``: lossless compression with the model.
+
+Codec jobs run on the inference worker as their own batch (never merged with others), since
+decoding must repeat exactly the batch shapes that encoding used.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import torch
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from app.errors import ClientError
+from app.imaging import png_bytes, to_model_values, to_uint8_images
+from app.routes.uploads import image_upload
+from app.schemas import CompressResponse, Format, error_responses
+from app.serving import ServingDep, SettingsDep
+from model.codec import compress_with_stats, decompress
+from model.container import CodecError
+from model.network import PixelCNN
+from model.pictures import image_grid
+
+router = APIRouter(tags=["compression"])
+
+COMPRESSED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": CompressResponse,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the compressed bytes (sizes in the X-Bytes and X-Bits-Per-Dim headers), or "
+        "with format=json the bytes in base64 with the figures",
+    },
+    **error_responses(400, 413, 415, 422, 503),
+}
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the decompressed image (a grid if the data held several)",
+    },
+    **error_responses(400, 413, 422, 503),
+}
+
+
+@router.post("/compress", responses=COMPRESSED, response_class=Response)
+async def compress_image(
+    serving: ServingDep,
+    settings: SettingsDep,
+    request: Request,
+    image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
+    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    format: Annotated[Format | None, Form(description="'json' for base64 with the figures")] = None,
+) -> Response:
+    """Compress an image losslessly (after conversion to the model's 28x28 grayscale)."""
+    upload = await image_upload(image, settings, serving.size, invert)
+    values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
+
+    def run(model: PixelCNN) -> tuple[bytes, float]:
+        return compress_with_stats(model, values)
+
+    data, _ideal_bits = await serving.worker.submit("call", 1, run, request)
+    bits_per_dim = 8 * len(data) / serving.size**2
+    headers = {"X-Bytes": str(len(data)), "X-Bits-Per-Dim": f"{bits_per_dim:.4f}"}
+    if format == "json":
+        body = CompressResponse(
+            data_base64=base64.b64encode(data).decode(), bytes=len(data), bits_per_dim=bits_per_dim
+        )
+        return JSONResponse(body.model_dump(), headers=headers)
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+@router.post(
+    "/decompress",
+    responses=PNG,
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"data": {"type": "string", "format": "binary"}},
+                        "required": ["data"],
+                    }
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+)
+async def decompress_data(serving: ServingDep, request: Request) -> Response:
+    """Decompress bytes from ``/compress`` (multipart field ``data``, or a raw octet-stream body)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        field = form.get("data")
+        if field is None:
+            raise ClientError(
+                422, "'data' is missing: send the compressed bytes as the multipart file 'data'"
+            )
+        if not isinstance(field, StarletteUpload):  # what request.form() gives
+            raise ClientError(
+                422, "'data' must be a file upload (the bytes from /compress), not a text field"
+            )
+        data = await field.read()
+    elif content_type.startswith("application/octet-stream"):
+        data = await request.body()
+    else:
+        raise ClientError(
+            415,
+            "send the compressed bytes as multipart/form-data field 'data' or as application/octet-stream",
+        )
+    if not data:
+        raise ClientError(400, "the compressed data is empty")
+
+    def run(model: PixelCNN) -> torch.Tensor:
+        try:
+            return decompress(model, data)
+        except CodecError as exc:  # truncated, corrupted, not ours, or other weights
+            raise ClientError(400, f"cannot decompress: {exc}") from None
+
+    images = await serving.worker.submit("call", 1, run, request)
+    pixels = to_uint8_images(images, serving.levels)
+    n = pixels.shape[0]
+    grid = image_grid(pixels, 1, padding=0) if n == 1 else image_grid(pixels, columns=int(n**0.5 + 0.999))
+    return Response(png_bytes(grid), media_type="image/png", headers={"X-Images": str(n)})

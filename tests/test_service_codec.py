@@ -1,0 +1,90 @@
+"""/compress and /decompress on a real server: exact round trips, clear 4xx on bad data."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from model.codec import compress
+from model.data import load_fashion_mnist
+from tests.conftest import random_model
+from tests.server import running_server
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=7)
+    app = create_app(Settings(max_batch_delay_ms=2), model_loader=lambda s: model)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        yield c
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return load_fashion_mnist("test").images[3, 0].numpy()
+
+
+def test_round_trip_is_exact_in_both_forms(client: httpx.Client, image: np.ndarray) -> None:
+    r = client.post("/compress", files={"image": ("x.png", png(image), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert int(r.headers["x-bytes"]) == len(r.content)
+    assert float(r.headers["x-bits-per-dim"]) == pytest.approx(8 * len(r.content) / 784, abs=1e-3)
+    raw = client.post("/decompress", content=r.content, headers={"content-type": "application/octet-stream"})
+    assert raw.status_code == 200, raw.text
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(raw.content))), image)
+    as_json = client.post(
+        "/compress", files={"image": ("x.png", png(image), "image/png")}, data={"format": "json"}
+    )
+    body = as_json.json()
+    data = base64.b64decode(body["data_base64"])
+    assert data == r.content and body["bytes"] == len(data)
+    multipart = client.post("/decompress", files={"data": ("d.bin", data, "application/octet-stream")})
+    assert multipart.status_code == 200, multipart.text
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(multipart.content))), image)
+
+
+def test_truncated_corrupted_and_foreign_data_get_400(client: httpx.Client, image: np.ndarray) -> None:
+    data = client.post("/compress", files={"image": ("x.png", png(image), "image/png")}).content
+    octet = {"content-type": "application/octet-stream"}
+    for bad in (data[:-3], data[: len(data) // 2], data[:5]):
+        r = client.post("/decompress", content=bad, headers=octet)
+        assert r.status_code == 400 and "cannot decompress" in r.json()["detail"], r.text
+    for position in range(0, len(data), 7):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x41
+        r = client.post("/decompress", content=bytes(flipped), headers=octet)
+        assert r.status_code == 400, (position, r.status_code, r.text)
+    other = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=8)
+    foreign = compress(other, torch.from_numpy(image).view(1, 1, 28, 28))
+    r = client.post("/decompress", content=foreign, headers=octet)
+    assert r.status_code == 400 and "other weights" in r.json()["detail"]
+
+
+def test_bad_requests_to_the_codec_routes(client: httpx.Client) -> None:
+    assert (
+        client.post(
+            "/decompress", content=b"", headers={"content-type": "application/octet-stream"}
+        ).status_code
+        == 400
+    )
+    assert client.post("/decompress", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    assert client.post("/decompress", data={"data": "text"}, files={"other": ("a", b"b")}).status_code == 422
+    assert (
+        client.post("/compress", files={"image": ("x.png", b"not an image", "image/png")}).status_code == 415
+    )
