@@ -61,23 +61,33 @@ def _decode(image: Image.Image, field: str) -> Image.Image:
     return image
 
 
-def _to_gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any mode -> float gray 0..255 ``(H, W)`` and alpha 0..1 ``(H, W)`` (None if opaque)."""
+def _to_gray_and_alpha(image: Image.Image, invert: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any mode -> float gray 0..255 ``(H, W)`` and alpha 0..1 ``(H, W)`` (None if opaque).
+
+    ``invert`` flips dark-on-light to light-on-dark before transparent pixels become
+    background (black), so transparency means background either way.
+    """
     mode = image.mode
     alpha = None
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
+    elif mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert("LA" if mode == "L" else "RGBA")  # a tRNS colour key
+        mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+        values = np.asarray(image, dtype=np.float32)
         top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
-        return np.clip(values * (255.0 / top), 0, 255), None
+        gray16 = np.clip(values * (255.0 / top), 0, 255)
+        return (255.0 - gray16 if invert else gray16), None
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
         image = image.convert("RGBA").convert("RGB") if mode not in ("LA", "La") else image.convert("L")
     if image.mode == "CMYK":
         image = image.convert("RGB")
-    gray = np.asarray(image.convert("L"), dtype=np.float64)
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    if invert:
+        gray = 255.0 - gray
     if alpha is not None:
         gray = gray * alpha  # transparent pixels become background (black)
     return gray, alpha
@@ -86,13 +96,21 @@ def _to_gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | Non
 def _resize(values: np.ndarray, size: int) -> np.ndarray:
     if values.shape == (size, size):
         return values
-    picture = Image.fromarray(values.astype(np.float32), mode="F")
+    picture = Image.fromarray(values.astype(np.float32))
     return np.asarray(
         picture.resize(
             (size, size), Image.Resampling.BOX if min(values.shape) >= size else Image.Resampling.BILINEAR
         ),
         dtype=np.float64,
     )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; damaged EXIF is ignored (the pixels are still fine)."""
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except Exception:  # Pillow raises several types for malformed EXIF blocks
+        return image
 
 
 def read_upload(data: bytes, field: str, size: int, max_pixels: int, invert: bool = False) -> Upload:
@@ -116,18 +134,16 @@ def read_upload(data: bytes, field: str, size: int, max_pixels: int, invert: boo
         "RGBX",
     ):
         raise ClientError(415, f"'{field}' has pixel mode {image.mode}, which is not supported")
-    image = ImageOps.exif_transpose(image) or image
-    gray, alpha = _to_gray_and_alpha(image)
+    image = _upright(image)
+    gray, alpha = _to_gray_and_alpha(image, invert)
     gray = _resize(gray, size)
-    if invert:
-        gray = 255.0 - gray
     transparent = None if alpha is None else _resize(alpha, size) < 0.5
     return Upload(np.clip(np.rint(gray), 0, 255).astype(np.uint8), transparent)
 
 
 def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:
     """A mask image (white = fill) -> ``(size, size)`` bool, resized to the model's size."""
-    image = _decode(open_image(data, "mask", max_pixels), "mask")
+    image = _upright(_decode(open_image(data, "mask", max_pixels), "mask"))
     gray, _ = _to_gray_and_alpha(image)  # transparent mask pixels count as black (keep)
     return _resize(gray, size) >= 127.5
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,7 +39,7 @@ def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
         raise ClientError(422, f"label must be null, 0..{num_classes - 1} or a class name ({names})")
     if isinstance(value, str):
         text = value.strip().lower().replace("_", "-")
-        if text.lstrip("-").isdigit():
+        if re.fullmatch(r"-?[0-9]{1,6}", text):
             value = int(text)
         else:
             text = ALIASES.get(text, ALIASES.get(text.replace("-", " "), text))

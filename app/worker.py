@@ -12,6 +12,7 @@ with. The queue is bounded in images: past ``max_queue`` a request is refused at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -81,14 +82,31 @@ class InferenceWorker:
     def stop(self) -> None:
         with self.condition:
             self.running = False
+            left = list(self.queue)
+            self.queue.clear()
+            self.pending_images = 0
             self.condition.notify_all()
+        for job in left:
+            self._resolve(job, None, ClientError(503, "the server is shutting down", {"Retry-After": "5"}))
         self.thread.join(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self.running and self.thread.is_alive()
 
     async def submit(self, kind: str, images: int, payload: Any, request: Request | None = None) -> Any:
         """Queue a job and wait for its result (503 when overloaded or too slow)."""
         loop = asyncio.get_running_loop()
         job = Job(kind, images, payload, loop, loop.create_future())
         with self.condition:
+            if not self.running or not self.thread.is_alive():
+                raise ClientError(503, "the inference worker is not running", headers={"Retry-After": "5"})
+            if images > self.settings.max_queue:
+                raise ClientError(
+                    422,
+                    f"this request needs {images} images of work, more than the server's queue "
+                    f"holds ({self.settings.max_queue}); ask for fewer",
+                )
             if self.pending_images + images > self.settings.max_queue:
                 self.metrics.rejections.labels(reason="queue_full").inc()
                 raise ClientError(
@@ -105,6 +123,7 @@ class InferenceWorker:
         watcher = asyncio.ensure_future(self._watch_disconnect(request)) if request else None
         if watcher is not None:
             waiters.append(watcher)
+        done: set[asyncio.Future[Any]] = set()
         try:
             done, _ = await asyncio.wait(
                 waiters, timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
@@ -112,9 +131,10 @@ class InferenceWorker:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if job.future not in done:  # timed out, client gone, or this task was cancelled
+                self._cancel(job)
         if job.future in done:
             return job.future.result()
-        self._cancel(job)
         if watcher is not None and watcher in done:
             self.metrics.rejections.labels(reason="client_gone").inc()
             raise ClientError(499, "the client closed the connection")
@@ -195,6 +215,9 @@ class InferenceWorker:
                     self._resolve(job, result, None)
 
     def _resolve(self, job: Job, result: Any, error: Exception | None) -> None:
+        if job.loop.is_closed():
+            return
+
         def settle() -> None:
             if job.future.done():
                 return
@@ -203,7 +226,8 @@ class InferenceWorker:
             else:
                 job.future.set_result(result)
 
-        job.loop.call_soon_threadsafe(settle)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            job.loop.call_soon_threadsafe(settle)
 
     @torch.no_grad()
     def _run(self, jobs: list[Job]) -> list[Any]:

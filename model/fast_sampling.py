@@ -83,7 +83,7 @@ class IncrementalModel:
 
 
 class GatedCache(IncrementalModel):
-    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "gated")
+    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row")  # "gated" is per-pixel scratch
 
     def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
         super().__init__(model, labels, batch)

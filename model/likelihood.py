@@ -70,12 +70,12 @@ def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor |
         ],
         dim=1,
     )  # (B, K, H, W), log2
-    flat = per_class.flatten(2) * LN2  # natural log, (B, K, T)
+    flat = per_class.flatten(2).double() * LN2  # natural log, (B, K, T), float64 for long sums
     prior = -math.log(num_classes)
     cumulative = torch.cat([torch.zeros_like(flat[:, :, :1]), flat.cumsum(2)], dim=2) + prior
     evidence = torch.logsumexp(cumulative, dim=1)  # (B, T + 1): log p(x_<t), log p(x_<0) = 0
     per_pixel = (evidence[:, 1:] - evidence[:, :-1]) / LN2
-    log2p = per_pixel.reshape(per_class[:, 0].shape)
-    posterior = torch.softmax(cumulative[:, :, -1], dim=1)
-    total = -(evidence[:, -1] / LN2)
+    log2p = per_pixel.reshape(per_class[:, 0].shape).float()
+    posterior = torch.softmax(cumulative[:, :, -1], dim=1).float()
+    total = -(evidence[:, -1] / LN2).float()
     return Likelihood(log2p, total, total / log2p[0].numel(), posterior)

@@ -79,7 +79,9 @@ def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float | torc
     """
     if isinstance(temperature, torch.Tensor):
         temperature = temperature.view(-1, 1).double()
-    probs = torch.softmax(logits.double() / temperature, dim=1)
+    logits = logits.double()
+    # Shift by the max first: at tiny temperatures logits / T would overflow to inf - inf.
+    probs = torch.softmax((logits - logits.max(dim=1, keepdim=True).values) / temperature, dim=1)
     cdf = probs.cumsum(1)
     values = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(1)).squeeze(1)
     return values.clamp_(max=logits.shape[1] - 1)

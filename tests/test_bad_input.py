@@ -122,6 +122,8 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("temperature too high", "POST", "/generate", {"json": {"temperature": 11}}, 422, "temperature"),
     ("unknown label name", "POST", "/generate", {"json": {"label": "unicorn"}}, 422, "unknown label"),
     ("label 10", "POST", "/generate", {"json": {"label": 10}}, 422, "out of range"),
+    ("label a superscript digit", "POST", "/generate", {"json": {"label": "\u00b2"}}, 422, "unknown label"),
+    ("label a huge number", "POST", "/generate", {"json": {"label": "9" * 5000}}, 422, "label"),
     ("label -1", "POST", "/generate", {"json": {"label": -1}}, 422, "out of range"),
     ("label boolean", "POST", "/generate", {"json": {"label": True}}, 422, "label"),
     ("label a list", "POST", "/generate", {"json": {"label": [1]}}, 422, "label"),
@@ -228,6 +230,10 @@ def sixteen_bit() -> bytes:
     return encode(Image.fromarray(values))
 
 
+def bad_exif() -> bytes:
+    return encode(Image.new("L", (28, 28), 140), exif=b"Exif\x00\x00XX\x00*\x00\x00\x00\x08")
+
+
 def palette(transparent: bool) -> bytes:
     picture = Image.new("P", (28, 28), 1)
     picture.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -247,6 +253,8 @@ ODD: list[tuple[str, bytes, int]] = [
     ("WebP", encode(Image.new("RGB", (28, 28), (80, 80, 80)), "WEBP", lossless=True), 80),
     ("grayscale JPEG", encode(Image.new("L", (28, 28), 160), "JPEG", quality=100), 160),
     ("1x1 pixel", encode(Image.new("L", (1, 1), 70)), 70),
+    ("PNG with damaged EXIF", bad_exif(), 140),
+    ("gray PNG with a tRNS colour key", encode(Image.new("L", (28, 28), 99), transparency=0), 99),
     ("2000x2000 pixels", encode(Image.new("L", (2000, 2000), 33)), 33),
     ("RGB 200x100, not square", encode(Image.new("RGB", (200, 100), (10, 200, 10))), 123),
 ]
@@ -283,6 +291,28 @@ def test_a_mask_of_another_size_is_resized(client: httpx.Client) -> None:
     got = np.asarray(Image.open(io.BytesIO(r.content)))
     assert (got[:, :14] == 90).all()
     assert (got[:, 18:] != 90).any()
+
+
+def test_transparency_stays_background_when_inverting(client: httpx.Client) -> None:
+    rgba = np.zeros((28, 28, 4), dtype=np.uint8)  # transparent everywhere ...
+    rgba[8:20, 8:20] = (0, 0, 0, 255)  # ... but a black opaque square: dark-on-light art
+    data = encode(Image.fromarray(rgba, mode="RGBA"))
+    r = client.post("/likelihood", files={"image": ("x.png", data, "image/png")}, data={"invert": "true"})
+    assert r.status_code == 200
+    r = client.post(
+        "/complete",
+        files={"image": ("x.png", data, "image/png")},
+        data={"box": "0,0,1,1", "n": "1", "seed": "0", "particles": "1", "invert": "true"},
+    )
+    got = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert (got[10:18, 10:18] == 255).all() and got[25, 25] == 0
+
+
+def test_a_tiny_temperature_gives_the_most_likely_pixels(client: httpx.Client) -> None:
+    cold = client.post("/generate", json={"n": 1, "seed": 0, "temperature": 1e-320, "label": 1})
+    colder = client.post("/generate", json={"n": 1, "seed": 5, "temperature": 1e-6, "label": 1})
+    assert cold.status_code == colder.status_code == 200
+    assert cold.content == colder.content  # both the argmax at every pixel, whatever the seed
 
 
 def test_invert_turns_dark_on_light_into_light_on_dark(client: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from app.routes.uploads import image_upload
 from app.schemas import CompressResponse, Format, error_responses
 from app.serving import ServingDep, SettingsDep
 from model.codec import compress_with_stats, decompress
-from model.container import CodecError
+from model.container import CodecError, unpack
 from model.network import PixelCNN
 from model.pictures import image_grid
 
@@ -90,7 +90,7 @@ async def compress_image(
         }
     },
 )
-async def decompress_data(serving: ServingDep, request: Request) -> Response:
+async def decompress_data(serving: ServingDep, settings: SettingsDep, request: Request) -> Response:
     """Decompress bytes from ``/compress`` (multipart field ``data``, or a raw octet-stream body)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -114,6 +114,17 @@ async def decompress_data(serving: ServingDep, request: Request) -> Response:
         )
     if not data:
         raise ClientError(400, "the compressed data is empty")
+    try:
+        header = unpack(data)[0]  # cheap checks first: a forged count must not cost compute
+    except CodecError as exc:
+        raise ClientError(400, f"cannot decompress: {exc}") from None
+    if header.count == 0:
+        raise ClientError(400, "cannot decompress: the data holds no images")
+    if header.count > settings.max_images:
+        raise ClientError(
+            413,
+            f"the data holds {header.count} images; this server decompresses at most {settings.max_images}",
+        )
 
     def run(model: PixelCNN) -> torch.Tensor:
         try:
@@ -121,7 +132,7 @@ async def decompress_data(serving: ServingDep, request: Request) -> Response:
         except CodecError as exc:  # truncated, corrupted, not ours, or other weights
             raise ClientError(400, f"cannot decompress: {exc}") from None
 
-    images = await serving.worker.submit("call", 1, run, request)
+    images = await serving.worker.submit("call", header.count, run, request)
     pixels = to_uint8_images(images, serving.levels)
     n = pixels.shape[0]
     grid = image_grid(pixels, 1, padding=0) if n == 1 else image_grid(pixels, columns=int(n**0.5 + 0.999))

@@ -8,6 +8,7 @@ from typing import Annotated
 import numpy as np
 import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import parse_box, to_model_values
@@ -102,7 +103,8 @@ async def complete_image(
         )
 
     images, bits = await serving.worker.submit("call", n * particles, run, request)
-    return images_response(
+    return await run_in_threadpool(
+        images_response,
         images,
         seeds,
         [chosen_label] * n,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.rendering import images_response
@@ -45,7 +46,8 @@ async def generate(
     temperatures = torch.full((body.n,), body.temperature, dtype=torch.float64)
     images, bits = await serving.worker.submit("generate", body.n, (noise, labels, temperatures), request)
     label_list: list[int | None] = [None] * body.n if labels is None else [int(y) for y in labels]
-    return images_response(
+    return await run_in_threadpool(
+        images_response,
         images,
         seeds,
         label_list,

@@ -24,7 +24,7 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """The model is loaded and the worker is running."""
     serving = getattr(request.app.state, "serving", None)
-    if serving is None or not serving.worker.running:
+    if serving is None or not serving.worker.alive:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready"})
 

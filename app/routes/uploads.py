@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -21,16 +23,22 @@ async def read_bytes(upload: UploadFile | str | None, field: str, required: bool
     return await upload.read()
 
 
+# Decoding a large upload briefly takes memory in proportion to its pixels: at most two at once.
+DECODING = asyncio.Semaphore(2)
+
+
 async def image_upload(
     upload: UploadFile | str | None, settings: Settings, size: int, invert: bool
 ) -> Upload:
     data = await read_bytes(upload, "image")
     assert data is not None
-    return await run_in_threadpool(read_upload, data, "image", size, settings.max_image_pixels, invert)
+    async with DECODING:
+        return await run_in_threadpool(read_upload, data, "image", size, settings.max_image_pixels, invert)
 
 
 async def mask_upload(upload: UploadFile | str | None, settings: Settings, size: int) -> np.ndarray | None:
     data = await read_bytes(upload, "mask", required=False)
     if data is None:
         return None
-    return await run_in_threadpool(read_mask, data, size, settings.max_image_pixels)
+    async with DECODING:
+        return await run_in_threadpool(read_mask, data, size, settings.max_image_pixels)
