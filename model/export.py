@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from model.checkpoint import file_sha256, load, save
@@ -54,8 +55,11 @@ def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, o
         model.load_state_dict(state["ema"])
         facts.update(epochs=int(state["epoch"]), steps=int(state["step"]))
     else:
-        model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
-        facts.update(epochs=int(state["epoch"]))
+        best = run_dir / "best.safetensors"
+        model.load_state_dict(load_file(str(best)))
+        with safe_open(str(best), framework="pt") as f:
+            meta = f.metadata() or {}
+        facts.update(epochs=int(meta["epochs"]), steps=int(meta["steps"]))
     facts["settings"] = json.loads(settings.to_json())
     return model.eval(), facts
 
