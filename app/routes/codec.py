@@ -40,7 +40,7 @@ PNG: dict[int | str, dict[str, Any]] = {
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
         "description": "the decompressed image (a grid if the data held several)",
     },
-    **error_responses(400, 413, 422, 503),
+    **error_responses(400, 413, 415, 422, 503),
 }
 
 
