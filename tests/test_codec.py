@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +13,16 @@ import torch
 from PIL import Image
 
 from model.checkpoint import save
-from model.codec import CodecError, best_labels, compress, compress_with_stats, decompress, main
-from model.container import HEADER_BYTES
+from model.codec import (
+    TRIM_MAX_IMAGES,
+    CodecError,
+    best_labels,
+    compress,
+    compress_with_stats,
+    decompress,
+    main,
+)
+from model.container import HEADER_BYTES, unpack
 from model.data import load_fashion_mnist
 from model.likelihood import log_likelihood
 from model.network import PixelCNN
@@ -70,8 +79,30 @@ def test_file_size_is_the_ideal_bits_plus_the_container(
             reference = float(log_likelihood(trained_model, x.long(), labels).total_bits.sum())
         assert bits == pytest.approx(reference, rel=1e-4)  # the coded probabilities are the model's
         overhead = len(data) - bits / 8
-        assert HEADER_BYTES < overhead < HEADER_BYTES + 6 + 0.5 * len(x)  # flush, word, labels
+        # The header, a flush of a few bytes (less after trimming), 3.3 bits a label.
+        assert HEADER_BYTES - 1 < overhead < HEADER_BYTES + 5 + 0.5 * len(x)
         assert 8 * len(data) < 6.5 * x.numel()  # a briefly trained model: well under 8 bits a pixel
+
+
+def test_trimming_leaves_about_a_byte_of_flush_per_file(
+    trained_model: PixelCNN, test_images: torch.Tensor
+) -> None:
+    flush = []
+    for k in range(12):
+        data, bits = compress_with_stats(trained_model, test_images[k : k + 1])
+        assert torch.equal(decompress(trained_model, data), test_images[k : k + 1])
+        flush.append(len(data) - HEADER_BYTES - bits / 8 - math.log2(10) / 8)
+    # Whole 32-bit words would leave about 2 bytes on average; trimmed, well under 1.5.
+    assert sum(flush) / len(flush) < 1.5, flush
+
+
+def test_more_images_than_are_trimmed_round_trip() -> None:
+    model = random_model("gated", 10, size=6, channels=8, layers=2, seed=5)
+    images = torch.randint(
+        0, 16, (TRIM_MAX_IMAGES + 170, 1, 6, 6), generator=torch.Generator().manual_seed(5)
+    )
+    data = round_trip(model, images, 1, 1)
+    assert unpack(data)[0].count == len(images)  # a count over 127 takes two bytes
 
 
 def test_the_best_label_costs_the_fewest_bits(trained_model: PixelCNN, test_images: torch.Tensor) -> None:

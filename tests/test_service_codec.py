@@ -15,7 +15,7 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from model.codec import compress
-from model.container import Header, pack
+from model.container import Header, pack, unpack
 from model.data import load_fashion_mnist
 from tests.conftest import random_model
 from tests.server import running_server
@@ -79,11 +79,12 @@ def test_truncated_corrupted_and_foreign_data_get_400(client: httpx.Client, imag
 
 def test_a_forged_image_count_is_refused_before_decoding(client: httpx.Client, image: np.ndarray) -> None:
     data = client.post("/compress", files={"image": ("x.png", png(image), "image/png")}).content
-    header = Header(data[3:5], 28, 256, 60_000)
+    weights = unpack(data)[0].weights
+    header = Header(weights, 28, 256, 60_000)
     forged = pack(header, 0, b"")
     r = client.post("/decompress", content=forged, headers={"content-type": "application/octet-stream"})
     assert r.status_code == 413 and "60000 images" in r.json()["detail"]
-    empty = pack(Header(data[3:5], 28, 256, 0), 0, b"")
+    empty = pack(Header(weights, 28, 256, 0), 0, b"")
     r = client.post("/decompress", content=empty, headers={"content-type": "application/octet-stream"})
     assert r.status_code == 400 and "no images" in r.json()["detail"]
 
