@@ -48,16 +48,20 @@ class IncrementalModel:
         self.size = model.config.image_size
         self.levels = model.config.levels
         self.conds = [None if c is None else c.float() for c in model.label_biases(labels, batch)]
+        # Every step runs a few hundred small ops, so their count is the cost at small batches:
+        # whatever does not change from pixel to pixel is looked up or sliced once, here.
+        values = torch.arange(self.levels).view(-1, 1, 1, 1)
+        self.input_table = model.encode_input(values).view(self.levels, 2)  # (levels, 2)
+        self.head_hidden = _pointwise(model.head.hidden)
+        self.head_logits = _pointwise(model.head.logits)
 
     def encode(self, values: torch.Tensor) -> torch.Tensor:
         """Model values ``(B,)`` -> the two input channels ``(B, 2)`` the first layer sees."""
-        return self.model.encode_input(values.view(-1, 1, 1, 1)).view(-1, 2)
+        return self.input_table[values]  # = model.encode_input, looked up
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` features at one pixel -> ``(B, levels)`` logits."""
-        head = self.model.head
-        w1, b1 = _pointwise(head.hidden)
-        w2, b2 = _pointwise(head.logits)
+        (w1, b1), (w2, b2) = self.head_hidden, self.head_logits
         return F.linear(F.relu(F.linear(F.relu(features), w1, b1)), w2, b2)
 
     def begin_row(self, i: int) -> None:
@@ -73,13 +77,15 @@ class IncrementalModel:
     STATE: tuple[str, ...] = ("conds",)
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (a ``(B,)`` long tensor): used to resample particles."""
+        """Keep batch rows ``index`` (a ``(B,)`` long tensor): used to resample particles.
+
+        In place, so that the views a cache keeps into its state stay valid.
+        """
         for name in self.STATE:
             value = getattr(self, name)
-            if isinstance(value, torch.Tensor):
-                setattr(self, name, value[index].contiguous())
-            else:
-                setattr(self, name, [None if v is None else v[index].contiguous() for v in value])
+            for tensor in value if isinstance(value, list) else [value]:
+                if tensor is not None:
+                    tensor.copy_(tensor[index])
 
 
 class GatedCache(IncrementalModel):
@@ -104,9 +110,10 @@ class GatedCache(IncrementalModel):
         self.kh, self.kw, self.col_pad = first.kh, first.kw, first.col_pad
         # Vertical inputs of every layer, NCHW (row convs run as ordinary conv2d), top-padded.
         self.v_in = [torch.zeros(n, c, s + self.kh - 1, s + 2 * self.col_pad) for _ in self.layers]
-        # Horizontal inputs of every layer (and the last output) for the current row only.
-        self.h_row = [torch.zeros(n, s + self.kw - 1, c) for _ in range(len(self.layers) + 1)]
-        self.h_w = [_window_weight(layer.horizontal.weight) for layer in self.layers]
+        # Horizontal inputs of every layer (and the last output) for the current row only,
+        # flat: position p is columns [p * C, (p + 1) * C), so a window is one slice.
+        self.h_row = [torch.zeros(n, (s + self.kw - 1) * c) for _ in range(len(self.layers) + 1)]
+        self.h_wt = [_window_weight(layer.horizontal.weight).t() for layer in self.layers]
         # residual_and_skip is split: the residual half runs per layer (fused with the add),
         # the skip halves of all layers run as one batched matmul at the end of the pixel.
         # Gate outputs carry a constant 1 in an extra last column and the weights a bias row,
@@ -120,8 +127,21 @@ class GatedCache(IncrementalModel):
         self.res_w = res_w
         self.skip_w = torch.stack(skip_w)  # (L, C+1, C): gated (L, B, C+1) @ skip_w -> (L, B, C)
         self.gated = torch.ones(len(self.layers), n, c + 1)  # this pixel's gate outputs, and a 1
+        self.gated_rows = list(self.gated.unbind(0))
+        self.gated_out = [rows[:, :c] for rows in self.gated_rows]
+        # Per-pixel scratch, reused: the horizontal pre-activation and its two gate halves.
+        self.h_pre = torch.empty(n, 2 * c)
+        self.h_a, self.h_g = self.h_pre[:, :c], self.h_pre[:, c:]
+        self.tanh_a, self.sigmoid_g = torch.empty(n, c), torch.empty(n, c)
         self.stem_row = torch.zeros(n, s, c)  # stem's vertical-to-horizontal term, this row
         self.vh_row = [torch.zeros(n, s, 2 * c) for _ in self.layers]  # per-layer v->h + cond
+        # Views of every layer's window and position j, made once: slicing per pixel would be
+        # a third of the step's ops. The buffers behind them are only ever written in place.
+        kw = self.kw
+        self.window_at = [[row[:, j * c : (j + kw) * c] for j in range(s)] for row in self.h_row[:-1]]
+        self.position_at = [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(s)] for row in self.h_row]
+        self.vh_at = [[vh[:, j] for j in range(s)] for vh in self.vh_row]
+        self.stem_at = [self.stem_row[:, j] for j in range(s)]
 
     def begin_row(self, i: int) -> None:
         k, s = self.k, self.size
@@ -129,7 +149,7 @@ class GatedCache(IncrementalModel):
         rows = self.inp[:, i : i + k].permute(0, 3, 1, 2)
         v = self.stem_v(rows)[:, :, :1]  # (B, C, 1, W)
         w, b = self.stem_v2h
-        self.stem_row = F.linear(v[:, :, 0].transpose(1, 2), w, b)
+        self.stem_row.copy_(F.linear(v[:, :, 0].transpose(1, 2), w, b))
         for idx, layer in enumerate(self.layers):
             self.v_in[idx][:, :, i + self.kh - 1, self.col_pad : self.col_pad + s] = v[:, :, 0]
             window = self.v_in[idx][:, :, i : i + self.kh]
@@ -140,29 +160,28 @@ class GatedCache(IncrementalModel):
                 cond_v, cond_h = cond.chunk(2, dim=1)
                 v_pre = v_pre + cond_v[:, :, None, None]
                 vh = vh + cond_h[:, None, :]
-            self.vh_row[idx] = vh + layer.horizontal.bias
+            bias = layer.horizontal.bias
+            assert bias is not None  # GatedLayer's horizontal conv has one
+            torch.add(vh, bias, out=self.vh_row[idx])
             a, g = v_pre.chunk(2, dim=1)
             v = torch.tanh(a) * torch.sigmoid(g)
         for row in self.h_row:
             row.zero_()
 
     def logits(self, i: int, j: int) -> torch.Tensor:
-        k, kw = self.k, self.kw
+        k = self.k
         # Stem horizontal: padded columns j .. j+k-1 are image columns j-k .. j-1 of row i.
         window = self.inp[:, i + k, j : j + k].reshape(self.batch, -1)
-        h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_row[:, j]
-        self.h_row[0][:, j + kw - 1] = h
+        h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_at[j]
+        self.position_at[0][j].copy_(h)
         for idx in range(len(self.layers)):
-            row = self.h_row[idx]
-            h_pre = torch.addmm(
-                self.vh_row[idx][:, j], row[:, j : j + kw].reshape(self.batch, -1), self.h_w[idx].t()
-            )
-            a, g = h_pre.chunk(2, dim=1)
-            torch.mul(torch.tanh(a), torch.sigmoid(g), out=self.gated[idx, :, :-1])
+            torch.addmm(self.vh_at[idx][j], self.window_at[idx][j], self.h_wt[idx], out=self.h_pre)
+            torch.tanh(self.h_a, out=self.tanh_a)
+            torch.sigmoid(self.h_g, out=self.sigmoid_g)
+            torch.mul(self.tanh_a, self.sigmoid_g, out=self.gated_out[idx])
             # h_out = h_in + residual(gated) + bias, in one addmm, into the next layer's row.
-            self.h_row[idx + 1][:, j + kw - 1] = torch.addmm(
-                row[:, j + kw - 1], self.gated[idx], self.res_w[idx]
-            )
+            position = self.position_at[idx][j]
+            torch.addmm(position, self.gated_rows[idx], self.res_w[idx], out=self.position_at[idx + 1][j])
         return self.head(torch.bmm(self.gated, self.skip_w).sum(0))
 
     def write(self, i: int, j: int, values: torch.Tensor) -> None:
