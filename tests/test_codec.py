@@ -54,6 +54,12 @@ def test_images() -> torch.Tensor:
     return load_fashion_mnist("test").images[:40]
 
 
+def test_round_trip_is_exact_on_a_few_hundred_real_images(trained_model: PixelCNN) -> None:
+    images = load_fashion_mnist("test").images[1000:1256]
+    data = round_trip(trained_model, images, 1, 2)  # 8 coder batches of 32 in one container
+    assert unpack(data)[0].count == 256
+
+
 @pytest.mark.parametrize(
     ("batch", "start", "encode_threads", "decode_threads"),
     [(1, 0, 1, 2), (1, 1, 2, 1), (16, 2, 1, 2), (16, 18, 2, 1)],
