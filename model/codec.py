@@ -1,7 +1,7 @@
 """Lossless image compression with the model: range coding with its per-pixel distributions.
 
 An image costs about its negative log2-likelihood under the model, plus the container's
-12 header bytes (see ``model.container``), under a byte of range coder flush, and its label.
+13 header bytes (see ``model.container``), under a byte of range coder flush, and its label.
 Pixels are coded in raster order with ``constriction``'s range coder, each with the
 categorical distribution that the cached incremental model (``model.fast_sampling``)
 predicts from the pixels before it. Encoding and decoding run the same loop (``_walk``) on

@@ -1,4 +1,4 @@
-"""The codec's container: a header of 12 bytes (for up to 127 images), then the payload.
+"""The codec's container: a 13-byte header, then the payload.
 
 Format 2, for ``N`` images of ``H x H`` pixels (integers unsigned, little-endian):
 
@@ -10,7 +10,7 @@ bytes   field
 2       weights hash: the first 2 bytes of ``tensors_digest(model.state_dict())``
 1       image size ``H`` (1..255)
 1       ``levels - 1`` (levels 2..256)
-1..3    ``N``, the number of images (0..65535), 7 bits a byte, low bits first (LEB128)
+2       ``N``, the number of images (0..65535)
 1       CRC-8 of the bytes above, checked before decoding starts
 4       CRC-32 of those bytes, the payload, the labels and the images, checked after
         decoding
@@ -20,9 +20,11 @@ rest    payload: the range coder's uint32 words as big-endian bytes (labels firs
 ======  ==========================================================================
 
 Every byte is worth 0.01 bits/dim on a 28x28 image, so nothing is stored that the rest
-implies: the payload runs to the end of the data, and its length is the data's. The CRC-8
-catches every corrupted header byte (a CRC of degree 8 detects every error burst of up to
-8 bits) before a damaged image count can start a long decode. The CRC-32 catches damage
+implies: the payload runs to the end of the data, and its length is the data's. Every
+header field has a fixed place, so the CRC-8 catches every corrupted header byte (a CRC of
+degree 8 detects every error burst of up to 8 bits in a message of fixed length) before a
+damaged image count can start a long decode. (A variable-length count would save a byte
+but lose that: a flipped continuation bit moves the CRC-8.) The CRC-32 catches damage
 anywhere else, data cut short or extended, and a decoder that computed other probabilities
 than the encoder (other pixels). The weights hash is short because it only has to make the
 error message clear: data decoded with other weights also fails the CRC-32.
@@ -39,8 +41,8 @@ HASH_BYTES = 2
 MAX_IMAGES = 0xFFFF
 WORD_BYTES = 4
 PAD_BYTE = 0xFF  # what the decoder appends to the trimmed payload
-_FIXED = len(MAGIC) + 1 + HASH_BYTES + 1 + 1  # the header bytes before the image count
-HEADER_BYTES = _FIXED + 1 + 1 + 4  # the header of a container of 0..127 images
+_HEAD = len(MAGIC) + 1 + HASH_BYTES + 1 + 1 + 2  # the bytes the CRC-8 covers
+HEADER_BYTES = _HEAD + 1 + 4
 
 
 class CodecError(ValueError):
@@ -57,15 +59,6 @@ def crc8(data: bytes) -> int:
     return crc
 
 
-def _count_bytes(count: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((count & 0x7F) | (0x80 if count > 0x7F else 0))
-        count >>= 7
-        if not count:
-            return bytes(out)
-
-
 @dataclass(frozen=True)
 class Header:
     weights: bytes  # HASH_BYTES of the weights' digest
@@ -80,7 +73,7 @@ class Header:
         if not 0 <= self.count <= MAX_IMAGES:
             raise CodecError(f"format {VERSION} holds at most {MAX_IMAGES} images, not {self.count}")
         fields = bytes([VERSION, *self.weights, self.size, self.levels - 1])
-        return MAGIC + fields + _count_bytes(self.count)
+        return MAGIC + fields + self.count.to_bytes(2, "little")
 
     def checksum(self, payload: bytes, labels: bytes, images: bytes) -> int:
         """The CRC-32 stored in the container: over the header, payload, labels and pixels."""
@@ -112,24 +105,11 @@ def unpack(data: bytes) -> tuple[Header, int, bytes]:
         if data[:3] == b"Px\x01":
             raise CodecError("format 1 data (written by an earlier release); this codec reads format 2")
         raise CodecError(f"unsupported format version {version} (this codec reads version {VERSION})")
-    count, at = 0, _FIXED
-    for shift in (0, 7, 14):
-        byte = data[at]
-        count |= (byte & 0x7F) << shift
-        at += 1
-        if not byte & 0x80:
-            break
-    else:
-        raise CodecError("corrupted header (the image count runs past 3 bytes)")
-    if len(data) < at + 1 + 4:
-        raise CodecError(f"data too short for compressed images ({len(data)} bytes): truncated?")
-    if crc8(data[:at]) != data[at]:
+    if crc8(data[:_HEAD]) != data[_HEAD]:
         raise CodecError("corrupted header (its checksum does not match)")
-    start = len(MAGIC) + 1
-    weights = data[start : start + HASH_BYTES]
-    size, levels = data[start + HASH_BYTES], data[start + HASH_BYTES + 1] + 1
-    checksum = int.from_bytes(data[at + 1 : at + 5], "little")
-    header = Header(weights, size, levels, count)
-    if header.pack() != data[:at]:  # e.g. a count written with a needless extra byte
-        raise CodecError("corrupted header (its image count is not in the canonical form)")
-    return header, checksum, data[at + 5 :]
+    at = len(MAGIC) + 1
+    weights = data[at : at + HASH_BYTES]
+    size, levels = data[at + HASH_BYTES], data[at + HASH_BYTES + 1] + 1
+    count = int.from_bytes(data[_HEAD - 2 : _HEAD], "little")
+    checksum = int.from_bytes(data[_HEAD + 1 : HEADER_BYTES], "little")
+    return Header(weights, size, levels, count), checksum, data[HEADER_BYTES:]

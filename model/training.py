@@ -210,7 +210,11 @@ class Trainer:
         last_save = time.monotonic()
         try:
             if self.validated_epochs < self.epoch:  # stopped during the last end-of-epoch work
-                self.end_of_epoch()
+                try:
+                    self.end_of_epoch()
+                except Exception as exc:  # e.g. a full disk: never let it block the training itself
+                    print(f"warning: end-of-epoch work for epoch {self.epoch} failed again ({exc}); skipped")
+                    self.validated_epochs = self.epoch
                 self.save_state()
             while self.epoch < s.epochs and not self._step_limit_reached():
                 # This rank's share of each global batch; batch_in_epoch counts global batches.

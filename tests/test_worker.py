@@ -55,9 +55,11 @@ async def hold(worker: InferenceWorker) -> tuple[threading.Event, asyncio.Future
         return "released"
 
     task = asyncio.ensure_future(worker.submit("call", 1, block))
-    while not busy.is_set():
+    for _ in range(1000):
+        if busy.is_set():
+            return release, task
         await asyncio.sleep(0.01)
-    return release, task
+    raise AssertionError("the worker did not pick up the blocking job within 10 s")
 
 
 def observed_batches(worker: InferenceWorker) -> list[tuple[float, float]]:
@@ -118,29 +120,6 @@ def test_past_the_queue_limit_requests_get_503_at_once(started: InferenceWorker)
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("started", [{"request_timeout_s": 0.2}], indirect=True)
-def test_timed_out_jobs_leave_the_queue_and_cost_no_compute(started: InferenceWorker) -> None:
-    async def scenario() -> None:
-        release, blocker = await hold(started)
-        # Two queued jobs holding tensors: cancelling the second searches the queue past the
-        # first, which must compare jobs by identity (comparing tensors would raise).
-        queued = [asyncio.ensure_future(started.submit("generate", 2, payload([s, s + 1]))) for s in (0, 2)]
-        for job in queued:
-            with pytest.raises(ClientError) as late:
-                await job
-            assert late.value.status == 503 and "waited longer than 0.2 s" in late.value.detail
-        assert started.pending_images == 0 and not started.queue
-        with pytest.raises(ClientError):  # the blocker waited too long as well
-            await blocker
-        release.set()
-        images, _ = await started.submit("generate", 1, payload([9]))
-        assert images.shape == (1, 1, 8, 8)
-
-    asyncio.run(scenario())
-    # Only the last job ran: the timed-out ones were dropped, not computed.
-    assert started.metrics.images_generated._value.get() == 1
-
-
 class GoneClient:
     """Enough of a Starlette request for the worker: a client that has disconnected."""
 
@@ -148,16 +127,36 @@ class GoneClient:
         return True
 
 
-def test_a_job_whose_client_left_is_dropped(started: InferenceWorker) -> None:
+@pytest.mark.parametrize("started", [{"request_timeout_s": 1.0}], indirect=True)
+def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(started: InferenceWorker) -> None:
     async def scenario() -> None:
         release, blocker = await hold(started)
-        gone = cast(Request, GoneClient())
+        waiting = asyncio.ensure_future(started.submit("generate", 2, payload([0, 1])))
+        await asyncio.sleep(0.05)
+        # The client of a job queued behind `waiting` leaves: dropping it searches the queue
+        # past `waiting`, so jobs must compare by identity (comparing tensors would raise).
         with pytest.raises(ClientError) as left:
-            await started.submit("generate", 2, payload([0, 1]), gone)
+            await started.submit("generate", 2, payload([2, 3]), cast(Request, GoneClient()))
         assert left.value.status == 499
-        assert started.pending_images == 0
+        assert started.pending_images == 2
+        with pytest.raises(ClientError) as late:
+            await waiting
+        assert late.value.status == 503 and "waited longer than 1 s" in late.value.detail
+        assert started.pending_images == 0 and not started.queue
+        with pytest.raises(ClientError):  # the blocker waited too long as well
+            await blocker
         release.set()
-        await blocker
+        started.settings.request_timeout_s = 60  # the check below must not race the clock
+        images, _ = await started.submit("generate", 1, payload([9]))
+        assert images.shape == (1, 1, 8, 8)
 
     asyncio.run(scenario())
-    assert started.metrics.images_generated._value.get() == 0
+    # Only the last job ran: the dropped ones were never computed.
+    assert started.metrics.images_generated._value.get() == 1
+    rejections = {
+        sample.labels["reason"]: sample.value
+        for metric in started.metrics.rejections.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    assert rejections == {"client_gone": 1, "timeout": 2}  # the abandoned job; `waiting` and the blocker
