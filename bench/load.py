@@ -134,27 +134,34 @@ def report(name: str, wall: float, latencies: list[float], statuses: Statuses) -
     )
 
 
-async def overload(url: str, burst: int) -> tuple[Statuses, int, int]:
-    """``burst`` concurrent /generate calls while /health is polled; health ok and failed counts."""
-    health_ok, health_bad = 0, 0
+async def overload(url: str, burst: int) -> tuple[Statuses, int, Statuses]:
+    """``burst`` concurrent /generate calls while /health is polled: statuses, health ok, failures.
+
+    Health failures are counted by status or exception name (a client-side timeout shows as
+    ``ReadTimeout``), so that a slow event loop and a refused connection can be told apart.
+    """
+    health_ok, health_failures = 0, Counter[int | str]()
     done = asyncio.Event()
 
     async def poll_health() -> None:
-        nonlocal health_ok, health_bad
+        nonlocal health_ok
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
             while not done.is_set():
                 try:
-                    ok = (await client.get("/health")).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                health_ok, health_bad = health_ok + ok, health_bad + (not ok)
+                    status = (await client.get("/health")).status_code
+                    if status == 200:
+                        health_ok += 1
+                    else:
+                        health_failures[status] += 1
+                except httpx.HTTPError as exc:
+                    health_failures[type(exc).__name__] += 1
                 await asyncio.sleep(0.1)
 
     poller = asyncio.ensure_future(poll_health())
     _, _, statuses = await run_clients(url, burst, burst, generate_one)
     done.set()
     await poller
-    return statuses, health_ok, health_bad
+    return statuses, health_ok, health_failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"overload: {args.burst} concurrent /generate n=1 against max_queue {args.burst_queue}:")
     with server(args.weights, max_queue=str(args.burst_queue)) as s:
         before = rss_mib(s.pid)
-        statuses, health_ok, health_bad = asyncio.run(overload(s.url, args.burst))
+        statuses, health_ok, health_failures = asyncio.run(overload(s.url, args.burst))
         other = sum(v for k, v in statuses.items() if k not in (200, 503))
         print(f"  200: {statuses.get(200, 0)}, 503: {statuses.get(503, 0)}, other: {other} {dict(statuses)}")
-        print(f"  /health during the burst: {health_ok} ok, {health_bad} failed")
+        failed = sum(health_failures.values())
+        print(f"  /health during the burst: {health_ok} ok, {failed} failed {dict(health_failures)}")
         print(f"  server memory before {before:.0f} MiB, after {rss_mib(s.pid):.0f} MiB")
     return 0
 
