@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from model.checkpoint import file_sha256, load, save
 from model.completion import complete
-from model.data import CLASS_NAMES, VALIDATION_SIZE, Split, dequantize, load_fashion_mnist, quantize
+from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
 from model.generation import generate
 from model.likelihood import log_likelihood
 from model.network import PixelCNN, PixelCNNConfig
@@ -53,9 +53,10 @@ def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, o
     facts: dict[str, object] = {"steps_total": int(state["step"]), "epochs_total": int(state["epoch"])}
     if from_state:
         model.load_state_dict(state["ema"])
-        # A run stopped mid-epoch: count its epochs in steps (the training set has 60,000
-        # images less the validation split, or train_limit of them).
-        train_images = settings.train_limit or 60_000 - VALIDATION_SIZE
+        # A run stopped mid-epoch: count its epochs in steps, as the trainer does.
+        train_images = len(load_fashion_mnist("train", settings.data_dir, settings.model.image_size))
+        if settings.train_limit:
+            train_images = min(train_images, settings.train_limit)
         epochs = int(state["step"]) / (train_images // settings.batch_size)
         facts.update(epochs=round(epochs, 2), steps=int(state["step"]))
     else:
