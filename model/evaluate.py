@@ -14,8 +14,8 @@ import time
 import torch
 
 from model.checkpoint import file_sha256, load
-from model.data import CLASS_NAMES, load_fashion_mnist, quantize
-from model.likelihood import log_likelihood
+from model.data import Split, load_fashion_mnist
+from model.likelihood import SCORE_BATCH, per_class_means, score_split
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N test images")
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=SCORE_BATCH)
     p.add_argument("--marginal", action="store_true", help="sum the labels out (conditional models)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -34,20 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     data = load_fashion_mnist(args.split, args.data_dir, model.config.image_size)
     count = len(data) if args.limit is None else min(args.limit, len(data))
     conditional = model.config.num_classes is not None and not args.marginal
+    if args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
     started = time.perf_counter()
-    bits = []
-    for start in range(0, count, args.batch_size):
-        stop = min(count, start + args.batch_size)
-        x = quantize(data.images[start:stop], model.config.levels)
-        y = data.labels[start:stop] if conditional else None
-        bits.append(log_likelihood(model, x, y).bits_per_dim)
-    per_image = torch.cat(bits).double()
-    labels = data.labels[:count]
-    per_class = {
-        CLASS_NAMES[c]: round(float(per_image[labels == c].mean()), 4)
-        for c in range(len(CLASS_NAMES))
-        if bool((labels == c).any())
-    }
+    subset = Split(data.images[:count], data.labels[:count])
+    per_image = score_split(model, subset, with_labels=not args.marginal, batch_size=args.batch_size)
+    per_class = per_class_means(per_image, subset.labels)
     result = {
         "weights": args.weights,
         "sha256": file_sha256(args.weights),

@@ -22,28 +22,20 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from model.checkpoint import file_sha256, load, save
+from model.checkpoint import file_sha256, load, read_metadata, save
 from model.completion import complete
-from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
+from model.data import Split, dequantize, load_fashion_mnist, quantize
 from model.generation import generate
-from model.likelihood import log_likelihood
+from model.likelihood import per_class_means, score_split
 from model.network import PixelCNN, PixelCNNConfig
 from model.pictures import image_grid
 from model.training import STATE_FILE, TrainSettings
 
 
-def scores(model: PixelCNN, split: Split, batch_size: int = 250) -> tuple[float, dict[str, float]]:
+def scores(model: PixelCNN, split: Split) -> tuple[float, dict[str, float]]:
     """Mean bits/dim with true labels, overall and per class."""
-    bits = []
-    for start in range(0, len(split), batch_size):
-        x = quantize(split.images[start : start + batch_size], model.config.levels)
-        y = split.labels[start : start + batch_size] if model.config.num_classes else None
-        bits.append(log_likelihood(model, x, y).bits_per_dim)
-    per_image = torch.cat(bits).double()
-    per_class = {
-        CLASS_NAMES[c]: round(float(per_image[split.labels == c].mean()), 4) for c in range(len(CLASS_NAMES))
-    }
-    return float(per_image.mean()), per_class
+    per_image = score_split(model, split)
+    return float(per_image.mean()), per_class_means(per_image, split.labels)
 
 
 def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, object]]:
@@ -66,6 +58,14 @@ def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, o
             meta = f.metadata() or {}
         facts.update(epochs=int(meta["epochs"]), steps=int(meta["steps"]))
     facts["settings"] = json.loads(settings.to_json())
+    if settings.init_from and Path(settings.init_from).is_file():
+        # A fine-tuning run: record what it started from, so the total training is known.
+        start = read_metadata(settings.init_from)
+        facts["started_from"] = {
+            "sha256": settings.init_sha256,
+            "epochs": json.loads(start.get("epochs", "null")),
+            "steps": json.loads(start.get("steps", "null")),
+        }
     return model.eval(), facts
 
 

@@ -3,6 +3,8 @@
 Examples:
     python -m model.train --run-dir runs/gated --epochs 10
     python -m model.train --run-dir runs/gated --resume          # continue after a stop
+    python -m model.train --run-dir runs/tuned --init-from weights/pixelcnn-gated-fmnist.safetensors \
+        --epochs 3 --lr 5e-4 --warmup-steps 100                  # fine-tune shipped weights
     python -m model.train --arch pixelcnn --channels 32 --layers 5 --epochs 1 --no-cond
     torchrun --nproc_per_node=2 -m model.train --run-dir runs/gated --threads 1   # 2 processes
 
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 
 from model import distributed
+from model.checkpoint import CheckpointError
 from model.network import PixelCNNConfig
 from model.training import Trainer, TrainSettings, open_run
 
@@ -60,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--checkpoint-minutes", type=float, default=3.0)
     t.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grid")
     t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--init-from",
+        default=None,
+        metavar="WEIGHTS",
+        help="start a new run from these weights (model and EMA) instead of a random init; "
+        "the model flags are then taken from the file",
+    )
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")
     t.add_argument("--export", default=None, help="copy the best EMA weights here at the end")
@@ -109,10 +119,11 @@ def train(args: argparse.Namespace, device: str) -> int:
         max_steps=args.max_steps,
         checkpoint_minutes=args.checkpoint_minutes,
         samples_per_epoch=not args.no_samples,
+        init_from=args.init_from,
     )
     try:
         trainer = open_run(settings, args.resume, device, epochs=args.epochs)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as exc:
         if main_rank:
             print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -149,6 +160,8 @@ def describe(trainer: Trainer, device: str, resume: bool) -> None:
     )
     if resume:
         print(f"resuming at epoch {trainer.epoch}, step {trainer.step}")
+    elif s.init_from:
+        print(f"starting from the weights in {s.init_from} (sha256 {s.init_sha256})")
 
 
 if __name__ == "__main__":

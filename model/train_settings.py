@@ -33,6 +33,8 @@ class TrainSettings:
     train_limit: int | None = None  # use only the first N training images (tests, smoke runs)
     val_limit: int | None = None
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
+    init_from: str | None = None  # a weights file the run starts from (model and EMA), not random
+    init_sha256: str | None = None  # that file's sha256, so the run records what it started from
     checkpoint_minutes: float = 3.0
     samples_per_epoch: bool = True
     log_every: int = 50

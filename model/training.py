@@ -25,33 +25,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model.checkpoint import atomic_write, save
+from model.checkpoint import CheckpointError, atomic_write, file_sha256, load, save
 from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
 from model.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
 from model.generation import generate
-from model.likelihood import bits_per_dim_loss
+from model.likelihood import bits_per_dim_loss, score_split
 from model.network import PixelCNN
 from model.pictures import image_grid, plot_curves
 from model.train_settings import TrainSettings, lr_factor
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "settings.json"
-
-
-@torch.no_grad()
-def evaluate_bits_per_dim(model: PixelCNN, split: Split, batch_size: int = 500, bf16: bool = False) -> float:
-    """Mean bits/dim of ``model`` on ``split`` (with labels for a conditional model)."""
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(split), batch_size):
-        x = quantize(split.images[start : start + batch_size], model.config.levels).to(device)
-        y = split.labels[start : start + batch_size].to(device) if model.config.num_classes else None
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x, y)
-        total += float(bits_per_dim_loss(logits, x)) * x.shape[0]
-        count += x.shape[0]
-    return total / count
 
 
 class Trainer:
@@ -165,7 +149,7 @@ class Trainer:
         return val
 
     def _validate_and_report(self) -> float:
-        val = evaluate_bits_per_dim(self.ema, self.val)
+        val = float(score_split(self.ema, self.val).mean())
         self.log(
             {
                 "kind": "validation",
@@ -302,6 +286,11 @@ def open_run(
     trainer = Trainer(found, device)
     if resume:
         trainer.restore()
+    elif found.init_from:
+        # Every rank reads the file itself (DDP broadcast its parameters at construction).
+        start = load(found.init_from).state_dict()
+        trainer.model.load_state_dict(start)
+        trainer.ema.load_state_dict(start)
     return trainer
 
 
@@ -318,7 +307,14 @@ def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> Trai
         return saved
     if (run_dir / STATE_FILE).exists():
         return FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
+    if settings.init_from:
+        # The starting weights fix the architecture; the model flags do not apply.
+        try:
+            settings.model = load(settings.init_from).config
+        except CheckpointError as exc:
+            return exc
+        settings.init_sha256 = file_sha256(settings.init_from)
     return settings
 
 
-__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "evaluate_bits_per_dim", "lr_factor", "open_run"]
+__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "lr_factor", "open_run"]

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from model.likelihood import bits_per_dim_loss, log_likelihood, pixel_log2_probs
+from model.data import Split, quantize
+from model.likelihood import bits_per_dim_loss, log_likelihood, per_class_means, pixel_log2_probs, score_split
 from tests.conftest import random_model
 
 
@@ -45,6 +46,23 @@ def test_marginal_over_labels_equals_a_direct_computation() -> None:
     assert posterior is not None and posterior.shape == (2, 10)
     assert torch.allclose(posterior.sum(1), torch.ones(2))
     assert torch.equal(posterior.argmax(1), per_label.argmin(1))
+
+
+def test_scoring_a_split_in_batches_equals_one_pass() -> None:
+    model = random_model("gated")
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (7, 1, 10, 10), dtype=torch.uint8, generator=generator)
+    labels = torch.tensor([0, 3, 3, 9, 1, 0, 3])
+    split = Split(images, labels)
+    x = quantize(images, model.config.levels)
+    with_labels = score_split(model, split, batch_size=3)
+    marginal = score_split(model, split, with_labels=False, batch_size=2)
+    assert with_labels.shape == (7,) and with_labels.dtype == torch.float64
+    assert torch.allclose(with_labels.float(), log_likelihood(model, x, labels).bits_per_dim, atol=1e-5)
+    assert torch.allclose(marginal.float(), log_likelihood(model, x).bits_per_dim, atol=1e-5)
+    means = per_class_means(with_labels, labels)
+    assert list(means) == ["t-shirt", "trouser", "dress", "ankle-boot"]
+    assert means["dress"] == pytest.approx(float(with_labels[[1, 2, 6]].mean()), abs=1e-4)
 
 
 def test_bad_images_raise_value_errors() -> None:

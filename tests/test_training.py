@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import load
+from model.checkpoint import CheckpointError, file_sha256, load, save
 from model.network import PixelCNNConfig
 from model.training import Trainer, TrainSettings, lr_factor, open_run
 
@@ -73,6 +73,29 @@ def test_a_run_directory_is_never_overwritten(tmp_path: Path) -> None:
         open_run(settings(tmp_path), resume=False)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         open_run(settings(tmp_path / "empty"), resume=True)
+
+
+def test_a_run_can_start_from_a_weights_file(tmp_path: Path) -> None:
+    first = open_run(settings(tmp_path / "first", max_steps=20), resume=False)
+    first.run(progress=False)
+    start = tmp_path / "start.safetensors"
+    save(first.ema, start)
+    other = PixelCNNConfig(arch="pixelcnn", channels=4, layers=1, num_classes=None)
+    tuned_settings = settings(tmp_path / "tuned", model=other, init_from=str(start), max_steps=3)
+    tuned = open_run(tuned_settings, resume=False)
+    # The file's architecture wins over the settings', and both copies start from its weights.
+    assert tuned.settings.model == TINY and tuned.settings.init_sha256 == file_sha256(start)
+    for key, value in load(start).state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[key], value)
+        assert torch.equal(tuned.ema.state_dict()[key], value)
+    tuned.run(progress=False)
+    assert tuned.step == 3
+    assert json.loads((tmp_path / "tuned" / "settings.json").read_text())["init_from"] == str(start)
+    resumed = open_run(settings(tmp_path / "tuned", model=other), resume=True)
+    assert resumed.settings.model == TINY and resumed.step == 3
+    not_weights = str(tmp_path / "tuned" / "settings.json")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        open_run(settings(tmp_path / "bad", init_from=not_weights), resume=False)
 
 
 def test_sigterm_saves_a_checkpoint_first(tmp_path: Path) -> None:
