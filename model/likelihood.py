@@ -63,17 +63,17 @@ def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor |
     num_classes = model.config.num_classes
     if labels is not None or num_classes is None:
         if labels is not None:
-            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).expand(batch)
+            labels = torch.as_tensor(labels, dtype=torch.long, device=images.device).reshape(-1).expand(batch)
         log2p = pixel_log2_probs(model(images, labels), images)
         total = -log2p.flatten(1).sum(1)
         return Likelihood(log2p, total, total / log2p[0].numel(), None)
+
     # Conditional model, no label: one pass per class, then the exact marginal.
+    def with_label(y: int) -> torch.Tensor:
+        return torch.full((batch,), y, dtype=torch.long, device=images.device)
+
     per_class = torch.stack(
-        [
-            pixel_log2_probs(model(images, torch.full((batch,), y, dtype=torch.long)), images)
-            for y in range(num_classes)
-        ],
-        dim=1,
+        [pixel_log2_probs(model(images, with_label(y)), images) for y in range(num_classes)], dim=1
     )  # (B, K, H, W), log2
     flat = per_class.flatten(2).double() * LN2  # natural log, (B, K, T), float64 for long sums
     prior = -math.log(num_classes)
@@ -89,17 +89,18 @@ def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor |
 def score_split(
     model: PixelCNN, split: Split, with_labels: bool = True, batch_size: int = SCORE_BATCH
 ) -> torch.Tensor:
-    """Bits/dim of every image of ``split``: ``(N,)`` float64, in float32 arithmetic.
+    """Bits/dim of every image of ``split``: ``(N,)`` float64 on the CPU, in float32 arithmetic.
 
     A conditional model is scored with each image's true label, or with the labels summed out
     (``with_labels=False``); an unconditional model ignores the labels.
     """
     conditional = model.config.num_classes is not None and with_labels
+    device = next(model.parameters()).device  # a model in training may sit on a GPU
     bits = []
     for start in range(0, len(split), batch_size):
-        x = quantize(split.images[start : start + batch_size], model.config.levels)
-        y = split.labels[start : start + batch_size] if conditional else None
-        bits.append(log_likelihood(model, x, y).bits_per_dim)
+        x = quantize(split.images[start : start + batch_size], model.config.levels).to(device)
+        y = split.labels[start : start + batch_size].to(device) if conditional else None
+        bits.append(log_likelihood(model, x, y).bits_per_dim.cpu())
     return torch.cat(bits).double() if bits else torch.zeros(0, dtype=torch.float64)
 
 
