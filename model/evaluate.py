@@ -28,14 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--marginal", action="store_true", help="sum the labels out (conditional models)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    if args.batch_size < 1:  # before loading anything
+        p.error("--batch-size must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
     data = load_fashion_mnist(args.split, args.data_dir, model.config.image_size)
     count = len(data) if args.limit is None else min(args.limit, len(data))
     conditional = model.config.num_classes is not None and not args.marginal
-    if args.batch_size < 1:
-        p.error("--batch-size must be at least 1")
     started = time.perf_counter()
     subset = Split(data.images[:count], data.labels[:count])
     per_image = score_split(model, subset, with_labels=not args.marginal, batch_size=args.batch_size)

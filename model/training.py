@@ -15,6 +15,7 @@ the run directory, and every rank stops at the same step.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import signal
 import time
@@ -310,10 +311,10 @@ def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> Trai
     if settings.init_from:
         # The starting weights fix the architecture; the model flags do not apply.
         try:
-            settings.model = load(settings.init_from).config
+            config = load(settings.init_from).config
         except CheckpointError as exc:
             return exc
-        settings.init_sha256 = file_sha256(settings.init_from)
+        return dataclasses.replace(settings, model=config, init_sha256=file_sha256(settings.init_from))
     return settings
 
 
