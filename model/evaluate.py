@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.batch_size < 1:  # before loading anything
         p.error("--batch-size must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be at least 1 (or left out for the whole split)")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)

@@ -57,3 +57,16 @@ def test_evaluate_prints_the_libraries_bits_per_dim(shipped_model: PixelCNN) -> 
     direct = log_likelihood(shipped_model, test.images[:100].long(), test.labels[:100]).bits_per_dim.mean()
     assert abs(printed["bits_per_dim"] - float(direct)) < 1e-4
     assert printed["images"] == 100 and len(printed["per_class"]) == 10
+
+
+def test_evaluate_refuses_bad_counts_with_a_clear_message() -> None:
+    for flag, value in (("--limit", "-5"), ("--batch-size", "0")):
+        result = subprocess.run(
+            [sys.executable, "-m", "model.evaluate", "--weights", str(SHIPPED_WEIGHTS), flag, value],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2 and f"{flag} must be at least 1" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
