@@ -8,6 +8,9 @@ forward pass, spread over ``H * W`` small steps.
 - ``gated``: at the start of row i the vertical stack of every layer is computed for the
   whole row (it sees only rows above i), then each pixel runs the horizontal stack at one
   position, reading a window of the current row kept per layer.
+- ``gated-attention``: as ``gated``; after each attention block's gated layer the block runs
+  at the one new position, appending its key and value to a per-block cache and reading all of
+  the cached ones (the key/value cache of a transformer decoder).
 - ``pixelcnn``: every layer runs at one position per step, reading a window of the cache of
   the layer below (masked weights make the rows and columns it may not see zero).
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
+from model.layers import CausalSelfAttention, GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 from model.network import PixelCNN
 from model.sampling import draw
 
@@ -88,8 +91,33 @@ class IncrementalModel:
                     tensor.copy_(tensor[index])
 
 
+class AttentionCache:
+    """One ``CausalSelfAttention`` block, one position at a time, with its keys and values cached.
+
+    ``step(t, h, previous)`` takes the stream ``h`` ``(B, C)`` at raster position ``t`` and the
+    encoded pixel before it ``(B, 2)``, and adds the block's output to ``h`` in place.
+    """
+
+    def __init__(self, block: CausalSelfAttention, batch: int, positions: int):
+        self.block = block
+        channels = block.norm.normalized_shape[0]
+        head_dim = channels // block.heads
+        self.keys = torch.zeros(batch, block.heads, positions, head_dim)
+        self.values = torch.zeros(batch, block.heads, positions, head_dim)
+
+    def step(self, t: int, h: torch.Tensor, previous: torch.Tensor) -> None:
+        block = self.block
+        tokens = block.tokens(h.unsqueeze(1), previous.unsqueeze(1), block.position[t])
+        q, k, v = block.split_heads(block.qkv(tokens))  # each (B, heads, 1, d)
+        self.keys[:, :, t : t + 1] = k
+        self.values[:, :, t : t + 1] = v
+        attended = F.scaled_dot_product_attention(q, self.keys[:, :, : t + 1], self.values[:, :, : t + 1])
+        h.add_(block.out(attended.reshape(h.shape)))
+
+
 class GatedCache(IncrementalModel):
-    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row")  # "gated" is per-pixel scratch
+    # "gated" is per-pixel scratch; "attention" holds the key/value caches of gated-attention.
+    STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "previous", "attention_state")
 
     def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
         super().__init__(model, labels, batch)
@@ -142,6 +170,14 @@ class GatedCache(IncrementalModel):
         self.position_at = [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(s)] for row in self.h_row]
         self.vh_at = [[vh[:, j] for j in range(s)] for vh in self.vh_row]
         self.stem_at = [self.stem_row[:, j] for j in range(s)]
+        # gated-attention: a key/value cache per block, and the encoded pixel before the next one.
+        self.attention = {
+            int(index): AttentionCache(block, n, s * s)
+            for index, block in model.attention.items()
+            if isinstance(block, CausalSelfAttention)
+        }
+        self.attention_state = [t for cache in self.attention.values() for t in (cache.keys, cache.values)]
+        self.previous = torch.zeros(n, 2)  # zeros before the first pixel, as previous_pixels pads
 
     def begin_row(self, i: int) -> None:
         k, s = self.k, self.size
@@ -182,10 +218,14 @@ class GatedCache(IncrementalModel):
             # h_out = h_in + residual(gated) + bias, in one addmm, into the next layer's row.
             position = self.position_at[idx][j]
             torch.addmm(position, self.gated_rows[idx], self.res_w[idx], out=self.position_at[idx + 1][j])
+            if idx in self.attention:  # in place, before the next layer reads this position
+                self.attention[idx].step(i * self.size + j, self.position_at[idx + 1][j], self.previous)
         return self.head(torch.bmm(self.gated, self.skip_w).sum(0))
 
     def write(self, i: int, j: int, values: torch.Tensor) -> None:
-        self.inp[:, i + self.k, j + self.k] = self.encode(values)
+        encoded = self.encode(values)
+        self.inp[:, i + self.k, j + self.k] = encoded
+        self.previous.copy_(encoded)
 
 
 class PixelCNNCache(IncrementalModel):
@@ -235,7 +275,7 @@ class PixelCNNCache(IncrementalModel):
 
 def incremental(model: PixelCNN, labels: torch.Tensor | None, batch: int) -> IncrementalModel:
     """The cache matching ``model``'s architecture."""
-    cache = GatedCache if model.config.arch == "gated" else PixelCNNCache
+    cache = PixelCNNCache if model.config.arch == "pixelcnn" else GatedCache
     return cache(model, labels, batch)
 
 

@@ -16,16 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
+from model.layers import CausalSelfAttention, GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 
-ARCHITECTURES = ("pixelcnn", "gated")
+# "pixelcnn": masked convolutions (with the classic blind spot); "gated": vertical and horizontal
+# stacks, no blind spot, a receptive field of a few rows; "gated-attention": the gated stacks with
+# causal self-attention blocks between them, so every pixel sees every pixel before it.
+ARCHITECTURES = ("pixelcnn", "gated", "gated-attention")
 
 
 @dataclass(frozen=True)
 class PixelCNNConfig:
     """Everything needed to rebuild a network; a checkpoint stores it as JSON."""
 
-    arch: str = "gated"  # "pixelcnn" (masked convs, blind spot) or "gated" (no blind spot)
+    arch: str = "gated"  # one of ARCHITECTURES
     channels: int = 64  # width of every hidden feature map
     layers: int = 12  # residual blocks (pixelcnn) or gated layers (gated) after the first
     levels: int = 256  # intensity levels per pixel; the softmax has this many classes
@@ -34,6 +37,8 @@ class PixelCNNConfig:
     kernel_size: int = 7  # first layer's kernel (type A mask, or the gated stem)
     hidden_kernel_size: int = 3  # kernel of every later masked / gated conv
     head_channels: int = 128  # width of the 1x1 output layers before the softmax
+    attention_every: int = 4  # gated-attention: an attention block after every N-th gated layer
+    attention_heads: int = 2  # gated-attention: heads per attention block
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -49,8 +54,25 @@ class PixelCNNConfig:
             value = getattr(self, name)
             if value < 3 or value % 2 == 0:
                 raise ValueError(f"{name} must be odd and at least 3, got {value}")
+        if self.arch == "gated-attention":
+            if not 1 <= self.attention_every < self.layers:
+                raise ValueError(f"attention_every must be in 1..layers-1, got {self.attention_every}")
+            if self.attention_heads < 1 or self.channels % self.attention_heads:
+                raise ValueError(
+                    f"attention_heads must divide channels ({self.channels}), got {self.attention_heads}"
+                )
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be positive or None, got {self.num_classes}")
+
+    @property
+    def attention_after(self) -> tuple[int, ...]:
+        """Indices of the gated layers followed by an attention block (none for other archs).
+
+        Never after the last layer: the output reads the skip connections, not the stream.
+        """
+        if self.arch != "gated-attention":
+            return ()
+        return tuple(range(self.attention_every - 1, self.layers - 1, self.attention_every))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -63,6 +85,12 @@ class PixelCNNConfig:
         if unknown:
             raise ValueError(f"unknown config fields {sorted(unknown)}")
         return cls(**data)
+
+
+def previous_pixels(encoded: torch.Tensor) -> torch.Tensor:
+    """Encoded input ``(B, 2, H, W)`` -> ``(B, H*W, 2)``: at p the pixel before p, zeros at p = 0."""
+    flat = encoded.flatten(2).transpose(1, 2)
+    return F.pad(flat, (0, 0, 1, 0))[:, :-1]
 
 
 class OutputHead(nn.Module):
@@ -98,6 +126,13 @@ class PixelCNN(nn.Module):
                 GatedLayer(c, config.hidden_kernel_size) for _ in range(config.layers)
             )
             cond_width = 4 * c
+        # Keyed by the index of the gated layer each block follows.
+        self.attention = nn.ModuleDict(
+            {
+                str(i): CausalSelfAttention(c, config.attention_heads, config.image_size)
+                for i in config.attention_after
+            }
+        )
         self.cond_width = cond_width
         self.label_embedding = (
             nn.Embedding(config.num_classes, config.layers * cond_width)
@@ -140,9 +175,12 @@ class PixelCNN(nn.Module):
             return self.head(h)
         v, h = self.stem(inp)
         skip = torch.zeros_like(h)
-        for layer, cond in zip(self.blocks, conds, strict=True):
+        previous = previous_pixels(inp) if len(self.attention) else inp
+        for index, (layer, cond) in enumerate(zip(self.blocks, conds, strict=True)):
             v, h, s = layer(v, h, cond)
             skip = skip + s
+            if str(index) in self.attention:
+                h = self.attention[str(index)](h, previous)
         return self.head(skip)
 
     def parameter_count(self) -> int:

@@ -24,7 +24,7 @@ import torch
 
 from model import distributed
 from model.checkpoint import CheckpointError
-from model.network import PixelCNNConfig
+from model.network import ARCHITECTURES, PixelCNNConfig
 from model.training import Trainer, TrainSettings, open_run
 
 
@@ -35,7 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     m = p.add_argument_group("model (ignored with --resume: the run's own settings are used)")
-    m.add_argument("--arch", choices=("gated", "pixelcnn"), default="gated")
+    m.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=None,
+        help="default gated; with --init-from, gated-attention grows a gated file (see below)",
+    )
     m.add_argument("--channels", type=int, default=64)
     m.add_argument("--layers", type=int, default=12)
     m.add_argument("--levels", type=int, default=256)
@@ -44,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--kernel-size", type=int, default=7)
     m.add_argument("--hidden-kernel-size", type=int, default=3)
     m.add_argument("--head-channels", type=int, default=128)
+    m.add_argument("--attention-every", type=int, default=4, help="gated-attention: a block every N layers")
+    m.add_argument("--attention-heads", type=int, default=2, help="gated-attention: heads per block")
     t = p.add_argument_group("training")
     t.add_argument("--run-dir", default="runs/default")
     t.add_argument("--data-dir", default=None, help="directory of the four Fashion-MNIST IDX .gz files")
@@ -68,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="WEIGHTS",
         help="start a new run from these weights (model and EMA) instead of a random init; "
-        "the model flags are then taken from the file",
+        "the model flags are then taken from the file, except --arch gated-attention with a gated "
+        "file: its layers are kept and attention blocks (which start as the identity) are added",
     )
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")
@@ -92,7 +100,7 @@ def train(args: argparse.Namespace, device: str) -> int:
     """Open (or resume) the run that ``args`` describe and train it on ``device``."""
     main_rank = distributed.World.current().is_main
     config = PixelCNNConfig(
-        arch=args.arch,
+        arch=args.arch or "gated",
         channels=args.channels,
         layers=args.layers,
         levels=args.levels,
@@ -101,6 +109,8 @@ def train(args: argparse.Namespace, device: str) -> int:
         kernel_size=args.kernel_size,
         hidden_kernel_size=args.hidden_kernel_size,
         head_channels=args.head_channels,
+        attention_every=args.attention_every,
+        attention_heads=args.attention_heads,
     )
     settings = TrainSettings(
         model=config,
@@ -120,6 +130,7 @@ def train(args: argparse.Namespace, device: str) -> int:
         checkpoint_minutes=args.checkpoint_minutes,
         samples_per_epoch=not args.no_samples,
         init_from=args.init_from,
+        grow_to=args.arch if args.init_from and args.arch else None,
     )
     try:
         trainer = open_run(settings, args.resume, device, epochs=args.epochs)

@@ -35,6 +35,7 @@ class TrainSettings:
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
     init_from: str | None = None  # a weights file the run starts from (model and EMA), not random
     init_sha256: str | None = None  # that file's sha256, so the run records what it started from
+    grow_to: str | None = None  # with init_from: the arch the file's model is grown into
     checkpoint_minutes: float = 3.0
     samples_per_epoch: bool = True
     log_every: int = 50

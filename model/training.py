@@ -290,8 +290,11 @@ def open_run(
     elif found.init_from:
         # Every rank reads the file itself (DDP broadcast its parameters at construction).
         start = load(found.init_from).state_dict()
-        trainer.model.load_state_dict(start)
-        trainer.ema.load_state_dict(start)
+        # A grown model has new tensors (strict=False), but every tensor of the file must land.
+        for net in (trainer.model, trainer.ema):
+            result = net.load_state_dict(start, strict=not found.grow_to)
+            if result.unexpected_keys:
+                raise ValueError(f"{found.init_from}: tensors the new model lacks: {result.unexpected_keys}")
     return trainer
 
 
@@ -309,12 +312,25 @@ def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> Trai
     if (run_dir / STATE_FILE).exists():
         return FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
     if settings.init_from:
-        # The starting weights fix the architecture; the model flags do not apply.
+        # The starting weights fix the architecture; the model flags do not apply, except that a
+        # gated file may grow into gated-attention (its layers kept, attention blocks added).
+        config_source = settings.init_from
         try:
-            config = load(settings.init_from).config
+            config = load(config_source).config
         except CheckpointError as exc:
             return exc
-        return dataclasses.replace(settings, model=config, init_sha256=file_sha256(settings.init_from))
+        if settings.grow_to and settings.grow_to != config.arch:
+            if (config.arch, settings.grow_to) != ("gated", "gated-attention"):
+                return ValueError(f"--arch {settings.grow_to} cannot start from a {config.arch} file")
+            config = dataclasses.replace(
+                config,
+                arch=settings.grow_to,
+                attention_every=settings.model.attention_every,
+                attention_heads=settings.model.attention_heads,
+            )
+        else:
+            settings = dataclasses.replace(settings, grow_to=None)  # nothing to grow: load strictly
+        return dataclasses.replace(settings, model=config, init_sha256=file_sha256(config_source))
     return settings
 
 

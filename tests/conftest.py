@@ -23,8 +23,12 @@ def random_model(
     channels: int = 16,
     layers: int = 3,
     seed: int = 0,
+    attention_every: int = 1,
 ) -> PixelCNN:
-    """A small model with random weights, scaled up so that its outputs vary a lot."""
+    """A small model with random weights, scaled up so that its outputs vary a lot.
+
+    A gated-attention model gets an attention block after every ``attention_every`` layers.
+    """
     torch.manual_seed(seed)
     config = PixelCNNConfig(
         arch=arch,
@@ -34,6 +38,7 @@ def random_model(
         image_size=size,
         num_classes=num_classes,
         head_channels=16,
+        attention_every=attention_every,
     )
     model = PixelCNN(config).eval()
     with torch.no_grad():

@@ -13,7 +13,7 @@ from model.checkpoint import CheckpointError, load, read_metadata, save
 from tests.conftest import random_model
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 def test_round_trip_gives_the_same_logits_and_keeps_metadata(tmp_path: Path, arch: str) -> None:
     model = random_model(arch)
     path = tmp_path / "m.safetensors"

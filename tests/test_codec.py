@@ -120,7 +120,7 @@ def test_the_best_label_costs_the_fewest_bits(trained_model: PixelCNN, test_imag
         assert torch.equal(decompress(trained_model, data), x)
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 @pytest.mark.parametrize("num_classes", [10, None])
 @pytest.mark.parametrize("batch", [1, 16])
 def test_round_trip_is_exact_on_noise(arch: str, num_classes: int | None, batch: int) -> None:

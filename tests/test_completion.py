@@ -18,7 +18,7 @@ def top_half_mask(size: int) -> torch.Tensor:
     return mask
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 @pytest.mark.parametrize("particles", [1, 4])
 def test_known_pixels_come_back_bit_identical(arch: str, particles: int) -> None:
     model = random_model(arch, 10)

@@ -22,7 +22,7 @@ def test_bits_per_dim_equals_a_hand_computation() -> None:
     assert pixel_log2_probs(logits, x).flatten().tolist() == pytest.approx([-1.0, -math.log2(3.0)], abs=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 def test_per_pixel_terms_sum_to_the_total(arch: str) -> None:
     model = random_model(arch)
     x = torch.randint(0, 16, (3, 1, 10, 10))

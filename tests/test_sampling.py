@@ -11,7 +11,7 @@ from model.sampling import label_from_seed
 from tests.conftest import random_model
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 @pytest.mark.parametrize("num_classes", [10, None])
 def test_fast_and_naive_samplers_return_identical_images(arch: str, num_classes: int | None) -> None:
     model = random_model(arch, num_classes, seed=5)
@@ -23,7 +23,7 @@ def test_fast_and_naive_samplers_return_identical_images(arch: str, num_classes:
     assert len(set(fast.view(5, -1).sum(1).tolist())) > 1  # the images differ
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 def test_cached_logits_agree_with_the_full_forward_pass(arch: str) -> None:
     model = random_model(arch, 10, seed=6)
     x = torch.randint(0, 16, (3, 1, 10, 10))
@@ -39,7 +39,7 @@ def test_cached_logits_agree_on_the_trained_model(trained_model) -> None:  # typ
     assert torch.allclose(cached_logits(trained_model, x, y), trained_model(x, y), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn", "gated-attention"])
 def test_an_image_does_not_depend_on_its_batch(arch: str) -> None:
     model = random_model(arch, 10, seed=7)
     batch = generate(model, 12, seeds=list(range(100, 112)), labels=[None] * 12, temperature=0.9)

@@ -98,6 +98,31 @@ def test_a_run_can_start_from_a_weights_file(tmp_path: Path) -> None:
         open_run(settings(tmp_path / "bad", init_from=not_weights), resume=False)
 
 
+def test_a_gated_file_grows_into_gated_attention_that_starts_as_the_same_model(tmp_path: Path) -> None:
+    first = open_run(settings(tmp_path / "first", max_steps=10), resume=False)
+    first.run(progress=False)
+    start = tmp_path / "start.safetensors"
+    save(first.ema, start)
+    wanted = PixelCNNConfig(arch="gated-attention", attention_every=1, attention_heads=2)
+    grown = open_run(
+        settings(
+            tmp_path / "grown", model=wanted, init_from=str(start), grow_to="gated-attention", max_steps=3
+        ),
+        resume=False,
+    )
+    # The file's layers and sizes, the requested attention blocks; attention starts as the identity.
+    assert grown.settings.model.arch == "gated-attention" and grown.settings.model.channels == TINY.channels
+    assert grown.settings.model.attention_after == (0,)
+    x = torch.randint(0, 256, (2, 1, 28, 28))
+    y = torch.tensor([1, 7])
+    with torch.no_grad():
+        assert torch.allclose(grown.model.eval()(x, y), load(start)(x, y), atol=1e-5)
+    grown.run(progress=False)
+    assert grown.step == 3
+    with pytest.raises(ValueError, match="cannot start from"):
+        open_run(settings(tmp_path / "shrunk", init_from=str(start), grow_to="pixelcnn"), resume=False)
+
+
 def test_sigterm_saves_a_checkpoint_first(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [
