@@ -20,7 +20,7 @@ from app.serving import Serving, describe
 from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError, load
-from model.network import PixelCNN
+from model.network.pixelcnn import PixelCNN
 
 log = logging.getLogger("app")
 STATIC = Path(__file__).resolve().parent / "static"

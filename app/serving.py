@@ -16,7 +16,7 @@ from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
 from model.checkpoint import file_sha256, read_metadata
 from model.data import CLASS_NAMES
-from model.network import PixelCNN
+from model.network.pixelcnn import PixelCNN
 
 
 @dataclass

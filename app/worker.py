@@ -1,12 +1,13 @@
 """The inference worker: one thread owns the model; requests queue up and get merged.
 
-Routes ``await worker.submit(job)``; the worker thread takes the oldest job, and for kinds
-that can be merged (generation, likelihood) waits up to ``max_batch_delay_ms`` for more
-compatible jobs, up to ``max_batch_size`` images, then runs them as one batch and splits the
-results. Seeds are per image, so a request's images do not depend on what it was batched
-with. The queue is bounded in images: past ``max_queue`` a request is refused at once with
-503 and ``Retry-After``. A job whose client has gone away, or that waited longer than
-``request_timeout_s``, is dropped without costing compute.
+Routes ``await worker.submit(job)`` with a job from ``app.jobs``; the worker thread takes the
+oldest job, and for kinds that can be merged (generation, likelihood: a ``merge_key``) waits
+up to ``max_batch_delay_ms`` for more compatible jobs, up to ``max_batch_size`` images, then
+runs them as one batch and splits the results. Seeds are per image, so a request's images
+do not depend on what it was batched with. The queue is bounded in images: past
+``max_queue`` a request is refused at once with 503 and ``Retry-After``. A job whose client
+has gone away, or that waited longer than ``request_timeout_s``, is dropped without costing
+compute.
 """
 
 from __future__ import annotations
@@ -16,51 +17,38 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from starlette.requests import Request
 
 from app.errors import ClientError
+from app.jobs import Job
 from app.metrics import Metrics
 from app.settings import Settings
-from model.fast_sampling import cached_sample
-from model.likelihood import Likelihood, log_likelihood
-from model.network import PixelCNN
+from model.network.pixelcnn import PixelCNN
 
-MERGEABLE = ("generate", "likelihood")
+R = TypeVar("R")
 
 
-@dataclass(eq=False)  # jobs are compared by identity (payloads hold tensors)
-class Job:
-    """One request's work. ``payload`` depends on ``kind``:
+@dataclass(eq=False)  # compared by identity: a queue search must never compare tensors
+class Ticket:
+    """A queued job, with the event loop and future of the request that waits for it."""
 
-    - "generate": ``(noise (n, H*W) float64, labels (n,) | None, temperatures (n,) float64)``
-      -> ``(images (n, 1, H, W) uint8, bits (n,) float64)``
-    - "likelihood": ``(images (n, 1, H, W) int64, labels (n,) | None)`` -> ``Likelihood``
-    - "call": a function of the model, run alone (completion, compression)
-    """
-
-    kind: str
-    images: int
-    payload: Any
+    job: Job[Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.monotonic)
     cancelled: bool = False
 
-    def merge_key(self) -> tuple[str, bool]:
-        return self.kind, self.payload[1] is None
+    @property
+    def images(self) -> int:
+        return self.job.images
 
-
-def _split(tensor: torch.Tensor | None, sizes: list[int]) -> list[Any]:
-    return [None] * len(sizes) if tensor is None else list(tensor.split(sizes))
-
-
-def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if parts[0] is None else torch.cat([p for p in parts if p is not None])
+    def merges_with(self, first: Ticket) -> bool:
+        key = first.job.merge_key()
+        return key is not None and type(self.job) is type(first.job) and self.job.merge_key() == key
 
 
 class InferenceWorker:
@@ -68,7 +56,7 @@ class InferenceWorker:
         self.model = model
         self.settings = settings
         self.metrics = metrics
-        self.queue: deque[Job] = deque()
+        self.queue: deque[Ticket] = deque()
         self.pending_images = 0
         self.condition = threading.Condition()
         self.running = False
@@ -94,10 +82,11 @@ class InferenceWorker:
     def alive(self) -> bool:
         return self.running and self.thread.is_alive()
 
-    async def submit(self, kind: str, images: int, payload: Any, request: Request | None = None) -> Any:
+    async def submit(self, job: Job[R], request: Request | None = None) -> R:
         """Queue a job and wait for its result (503 when overloaded or too slow)."""
         loop = asyncio.get_running_loop()
-        job = Job(kind, images, payload, loop, loop.create_future())
+        images = job.images
+        ticket = Ticket(job, loop, loop.create_future())
         with self.condition:
             if not self.running or not self.thread.is_alive():
                 raise ClientError(503, "the inference worker is not running", headers={"Retry-After": "5"})
@@ -115,11 +104,11 @@ class InferenceWorker:
                     f"{self.settings.max_queue}); retry shortly",
                     headers={"Retry-After": "1"},
                 )
-            self.queue.append(job)
+            self.queue.append(ticket)
             self.pending_images += images
             self.metrics.queue_depth.set(self.pending_images)
             self.condition.notify_all()
-        waiters: list[asyncio.Future[Any]] = [job.future]
+        waiters: list[asyncio.Future[Any]] = [ticket.future]
         watcher = asyncio.ensure_future(self._watch_disconnect(request)) if request else None
         if watcher is not None:
             waiters.append(watcher)
@@ -131,10 +120,11 @@ class InferenceWorker:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            if job.future not in done:  # timed out, client gone, or this task was cancelled
-                self._cancel(job)
-        if job.future in done:
-            return job.future.result()
+            if ticket.future not in done:  # timed out, client gone, or this task was cancelled
+                self._cancel(ticket)
+        if ticket.future in done:
+            result: R = ticket.future.result()
+            return result
         if watcher is not None and watcher in done:
             self.metrics.rejections.labels(reason="client_gone").inc()
             raise ClientError(499, "the client closed the connection")
@@ -149,7 +139,7 @@ class InferenceWorker:
         while not await request.is_disconnected():
             await asyncio.sleep(0.1)
 
-    def _cancel(self, job: Job) -> None:
+    def _cancel(self, job: Ticket) -> None:
         with self.condition:
             job.cancelled = True
             if job in self.queue:
@@ -158,12 +148,12 @@ class InferenceWorker:
                 self.metrics.queue_depth.set(self.pending_images)
 
     # --- the worker thread ------------------------------------------------------------------
-    def _take(self, job: Job) -> None:
+    def _take(self, job: Ticket) -> None:
         self.queue.remove(job)
         self.pending_images -= job.images
         self.metrics.queue_depth.set(self.pending_images)
 
-    def _next_batch(self) -> list[Job] | None:
+    def _next_batch(self) -> list[Ticket] | None:
         with self.condition:
             while self.running and not self.queue:
                 self.condition.wait()
@@ -172,13 +162,13 @@ class InferenceWorker:
             first = self.queue[0]
             self._take(first)
             batch = [first]
-            if not self.settings.batching or first.kind not in MERGEABLE:
+            if not self.settings.batching or first.job.merge_key() is None:
                 return batch
             total = first.images
             deadline = time.monotonic() + self.settings.max_batch_delay_ms / 1000
             while total < self.settings.max_batch_size:
                 for job in list(self.queue):
-                    if job.kind in MERGEABLE and job.merge_key() == first.merge_key():
+                    if job.merges_with(first):
                         if total + job.images > self.settings.max_batch_size:
                             break
                         self._take(job)
@@ -214,7 +204,7 @@ class InferenceWorker:
                 for job, result in zip(live, results, strict=True):
                     self._resolve(job, result, None)
 
-    def _resolve(self, job: Job, result: Any, error: Exception | None) -> None:
+    def _resolve(self, job: Ticket, result: Any, error: Exception | None) -> None:
         if job.loop.is_closed():
             return
 
@@ -230,28 +220,9 @@ class InferenceWorker:
             job.loop.call_soon_threadsafe(settle)
 
     @torch.no_grad()
-    def _run(self, jobs: list[Job]) -> list[Any]:
-        kind = jobs[0].kind
-        if kind == "call":
-            function: Callable[[PixelCNN], Any] = jobs[0].payload
-            return [function(self.model)]
-        sizes = [job.images for job in jobs]
-        if kind == "generate":
-            noise = torch.cat([job.payload[0] for job in jobs])
-            labels = _cat([job.payload[1] for job in jobs])
-            temperatures = torch.cat([job.payload[2] for job in jobs])
-            images, bits = cached_sample(self.model, noise, labels, temperatures)
-            self.metrics.images_generated.inc(images.shape[0])
-            return list(zip(images.split(sizes), bits.split(sizes), strict=True))
-        if kind == "likelihood":
-            images = torch.cat([job.payload[0] for job in jobs])
-            result = log_likelihood(self.model, images, _cat([job.payload[1] for job in jobs]))
-            parts = zip(
-                result.log2_probs.split(sizes),
-                result.total_bits.split(sizes),
-                result.bits_per_dim.split(sizes),
-                _split(result.class_posterior, sizes),
-                strict=True,
-            )
-            return [Likelihood(*part) for part in parts]
-        raise ValueError(f"unknown job kind {kind!r}")
+    def _run(self, tickets: list[Ticket]) -> list[Any]:
+        """Merge the batch's jobs into one, run it, and split its result per job."""
+        jobs = [ticket.job for ticket in tickets]
+        merged = type(jobs[0]).merge(jobs)
+        result = merged.run(self.model, self.metrics)
+        return merged.split(result, [job.images for job in jobs])

@@ -20,10 +20,10 @@ import time
 import torch
 
 from model.data import Split, quantize
-from model.distributed import World, epoch_batches
-from model.likelihood import score_split
-from model.network import PixelCNNConfig
+from model.inference.likelihood import score_split
+from model.network.pixelcnn import PixelCNNConfig
 from model.training import Trainer, TrainSettings
+from model.training.distributed import World, epoch_batches
 
 BASE = PixelCNNConfig(arch="gated", channels=64, layers=12, num_classes=10)
 CANDIDATES = {

@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from model.checkpoint import file_sha256, load
-from model.codec import DEFAULT_WEIGHTS, compress_with_stats, decompress
+from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
+from model.codec import compress_with_stats, decompress
 from model.data import load_fashion_mnist, quantize
 
 Encoder = Callable[[np.ndarray], bytes]

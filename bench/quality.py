@@ -30,8 +30,8 @@ import torch
 from bench.classifier import DEFAULT_PATH, load_or_train, predict
 from model.checkpoint import load
 from model.data import CLASS_NAMES, dequantize, load_fashion_mnist
-from model.generation import generate
-from model.likelihood import log_likelihood
+from model.inference.generation import generate
+from model.inference.likelihood import log_likelihood
 
 DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"
 

@@ -19,12 +19,11 @@ from unittest import mock
 
 import torch
 
-from model.checkpoint import load
-from model.fast_sampling import cached_sample, incremental
-from model.network import PixelCNN
-from model.sampling import check_labels, draw, per_image_noise
-
-DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"
+from model.checkpoint import DEFAULT_WEIGHTS, load
+from model.inference.cached import cached_sample
+from model.inference.caches import incremental
+from model.inference.sampling import check_labels, draw, per_image_noise
+from model.network.pixelcnn import PixelCNN
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

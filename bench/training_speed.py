@@ -15,7 +15,7 @@ import time
 import torch
 
 from model.data import quantize
-from model.network import PixelCNNConfig
+from model.network.pixelcnn import PixelCNNConfig
 from model.training import Trainer, TrainSettings
 
 

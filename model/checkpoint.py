@@ -4,6 +4,12 @@ Nothing is unpickled on load. The header's ``__metadata__`` holds string values:
 ``format`` (``FORMAT``), ``config`` (the ``PixelCNNConfig`` as JSON), ``tensors_sha256``
 (a checksum of the tensors, so a flipped byte is caught), and whatever training
 facts ``save`` was given (JSON-encoded when they are not strings).
+
+The facts ``model.export`` records, and the only ones ``public_facts`` passes on (the service
+shows them at ``GET /model``), are in ``FACTS``: figures, counts, the hardware, the
+hyperparameters (``settings``) and the sha256, epochs and steps of the weights a run started
+from (``started_from``). Paths and command lines are not facts about the weights: a file may
+hold them, but they are never shown.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +26,84 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.network import PixelCNN, PixelCNNConfig
+from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 
 FORMAT = "pixelcnn-weights/1"
+DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"  # the shipped file, from the repository root
 log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     """A weights file is missing, truncated, corrupted or not one of ours."""
+
+
+# Fact name -> what it holds: "number", "text", "numbers" (a dict of numbers, e.g. per class),
+# or a tuple of the keys of a dict to keep (each a number, bool or text).
+HYPERPARAMETERS = (
+    "batch_size",
+    "bf16",
+    "ema_decay",
+    "epochs",
+    "grad_clip",
+    "grow_to",
+    "init_sha256",
+    "lr",
+    "max_steps",
+    "min_lr_ratio",
+    "seed",
+    "train_limit",
+    "warmup_steps",
+)
+FACTS: dict[str, str | tuple[str, ...]] = {
+    "data": "text",
+    "epochs": "number",
+    "steps": "number",
+    "epochs_total": "number",
+    "steps_total": "number",
+    "train_images": "number",
+    "wall_hours": "number",
+    "hardware": "text",
+    "validation_bits_per_dim": "number",
+    "test_bits_per_dim": "number",
+    "validation_bits_per_dim_per_class": "numbers",
+    "test_bits_per_dim_per_class": "numbers",
+    "started_from": ("sha256", "epochs", "steps"),
+    "settings": HYPERPARAMETERS,
+}
+# An absolute, home-relative or dot-relative path anywhere in a text, or a Windows drive.
+_PATH = re.compile(r"(^|[\s\"'=:(,])(/\w|~/|\.\.?/|[A-Za-z]:\\)")
+
+
+def _plain(value: Any) -> bool:
+    """A number, a bool, None, or a short text that names no path."""
+    if isinstance(value, str):
+        return len(value) <= 200 and not _PATH.search(value)
+    return value is None or isinstance(value, bool | int | float)
+
+
+def public_facts(metadata: dict[str, str]) -> dict[str, Any]:
+    """The training facts of a weights file's metadata that may be shown: ``FACTS`` only.
+
+    Unknown keys, dict keys not listed, values of the wrong kind and any text that holds a
+    path are dropped, whatever the file holds.
+    """
+    out: dict[str, Any] = {}
+    for key, kind in FACTS.items():
+        if key not in metadata:
+            continue
+        try:
+            value = json.loads(metadata[key])
+        except ValueError:
+            value = metadata[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if (kind == "number" and number) or (kind == "text" and isinstance(value, str) and _plain(value)):
+            out[key] = value
+        elif kind == "numbers" and isinstance(value, dict):
+            numbers = {str(k): v for k, v in value.items() if isinstance(v, int | float) and _plain(str(k))}
+            out[key] = numbers
+        elif isinstance(kind, tuple) and isinstance(value, dict):
+            out[key] = {k: value[k] for k in kind if k in value and _plain(value[k])}
+    return out
 
 
 def file_sha256(path: str | Path) -> str:

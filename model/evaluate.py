@@ -15,7 +15,7 @@ import torch
 
 from model.checkpoint import file_sha256, load
 from model.data import Split, load_fashion_mnist
-from model.likelihood import SCORE_BATCH, per_class_means, score_split
+from model.inference.likelihood import SCORE_BATCH, per_class_means, score_split
 
 
 def main(argv: list[str] | None = None) -> int:

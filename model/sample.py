@@ -12,7 +12,7 @@ import torch
 
 from model.checkpoint import load
 from model.data import CLASS_NAMES, dequantize
-from model.generation import generate
+from model.inference.generation import generate
 from model.pictures import image_grid
 
 

@@ -1,4 +1,4 @@
-"""``python -m model.train``: train a PixelCNN on Fashion-MNIST (thin CLI over model.training).
+"""``python -m model.train``: train a PixelCNN on Fashion-MNIST (the command line of model.training).
 
 Examples:
     python -m model.train --run-dir runs/gated --epochs 10
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import torch
 
-from model import distributed
 from model.checkpoint import CheckpointError
-from model.network import ARCHITECTURES, PixelCNNConfig
-from model.training import Trainer, TrainSettings, open_run
+from model.network.pixelcnn import ARCHITECTURES, PixelCNNConfig
+from model.training import distributed
+from model.training.runs import open_run
+from model.training.settings import TrainSettings
+from model.training.trainer import Trainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.checkpoint import load
-from model.network import PixelCNN, PixelCNNConfig
+from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from model.training import Trainer, TrainSettings
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pixelcnn-gated-fmnist.safetensors"

@@ -20,12 +20,12 @@ from model.codec import (
     compress,
     compress_with_stats,
     decompress,
-    main,
 )
-from model.container import HEADER_BYTES, unpack
+from model.codec.__main__ import main
+from model.codec.container import HEADER_BYTES, unpack
 from model.data import load_fashion_mnist
-from model.likelihood import log_likelihood
-from model.network import PixelCNN
+from model.inference.likelihood import log_likelihood
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.completion import complete
+from model import complete
 from model.data import load_fashion_mnist
-from model.likelihood import log_likelihood
-from model.network import PixelCNN
+from model.inference.likelihood import log_likelihood
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 
 
@@ -24,7 +24,7 @@ def test_known_pixels_come_back_bit_identical(arch: str, particles: int) -> None
     model = random_model(arch, 10)
     image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
     mask = torch.rand(10, 10, generator=torch.Generator().manual_seed(0)) < 0.4
-    images, bits = complete(model, image, mask, 3, seeds=[1, 2, 3], particles=particles)
+    images, bits, _ = complete(model, image, mask, 3, seeds=[1, 2, 3], particles=particles)
     assert images.shape == (3, 1, 10, 10) and bits.shape == (3,)
     for k in range(3):
         assert torch.equal(images[k, 0][~mask], image[0][~mask])
@@ -34,7 +34,7 @@ def test_known_pixels_come_back_bit_identical(arch: str, particles: int) -> None
 def test_bits_are_each_completions_negative_log_likelihood() -> None:
     model = random_model("gated", 10)
     image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
-    images, bits = complete(model, image, top_half_mask(10), 2, seeds=[5, 6], labels=4, particles=3)
+    images, bits, _ = complete(model, image, top_half_mask(10), 2, seeds=[5, 6], labels=4, particles=3)
     direct = log_likelihood(model, images.long(), torch.tensor([4, 4])).total_bits
     assert torch.allclose(bits, direct, atol=1e-2)
 
@@ -43,8 +43,8 @@ def test_a_completion_is_reproducible_and_independent_of_the_others() -> None:
     model = random_model("gated", 10)
     image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
     mask = top_half_mask(10)
-    many, _ = complete(model, image, mask, 3, seeds=[7, 8, 9], particles=4)
-    one, _ = complete(model, image, mask, 1, seeds=[8], particles=4)
+    many, _, _ = complete(model, image, mask, 3, seeds=[7, 8, 9], particles=4)
+    one, _, _ = complete(model, image, mask, 1, seeds=[8], particles=4)
     assert torch.equal(many[1], one[0])
 
 
@@ -60,7 +60,7 @@ def test_particles_fit_the_known_pixels_below_the_hole(shipped_model: PixelCNN) 
         image, label = test.images[index], int(test.labels[index])
         seeds = list(range(10 * index, 10 * index + 4))
         for particles in (1, 16):
-            images, _ = complete(
+            images, _, _ = complete(
                 shipped_model, image, mask, 4, labels=label, seeds=seeds, particles=particles
             )
             result = log_likelihood(shipped_model, images.long(), torch.full((4,), label))

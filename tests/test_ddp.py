@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.distributed import World, check_global_batch, epoch_batches
-from model.network import PixelCNNConfig
+from model.network.pixelcnn import PixelCNNConfig
 from model.training import Trainer, TrainSettings, open_run
+from model.training.distributed import World, check_global_batch, epoch_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = PixelCNNConfig(arch="gated", channels=8, layers=2, num_classes=10, head_channels=16)

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from model.data import Split, quantize
-from model.likelihood import bits_per_dim_loss, log_likelihood, per_class_means, pixel_log2_probs, score_split
+from model.inference.likelihood import (
+    bits_per_dim_loss,
+    log_likelihood,
+    per_class_means,
+    pixel_log2_probs,
+    score_split,
+)
 from tests.conftest import random_model
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.layers import causal_mask
-from model.network import PixelCNN, PixelCNNConfig
+from model.network.layers import causal_mask
+from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from tests.conftest import random_model
 
 SIZE = 10

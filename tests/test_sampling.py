@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.fast_sampling import cached_logits
-from model.generation import generate
-from model.sampling import label_from_seed
+from model.inference.cached import cached_logits
+from model.inference.generation import generate
+from model.inference.sampling import label_from_seed
 from tests.conftest import random_model
 
 

@@ -14,10 +14,10 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
-from model.completion import complete
-from model.generation import generate
-from model.likelihood import log_likelihood
-from model.network import PixelCNN
+from model.inference.completion import complete
+from model.inference.generation import generate
+from model.inference.likelihood import log_likelihood
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 from tests.server import running_server
 
@@ -91,7 +91,7 @@ def test_complete_keeps_known_pixels_and_matches_the_library(client: httpx.Clien
     assert r.status_code == 200, r.text
     mask = np.zeros((28, 28), dtype=bool)
     mask[:14] = True
-    expected, bits = complete(
+    expected, bits, _ = complete(
         tiny,
         torch.from_numpy(image).view(1, 28, 28),
         torch.from_numpy(mask),

@@ -15,7 +15,7 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from model.codec import compress
-from model.container import Header, pack, unpack
+from model.codec.container import Header, pack, unpack
 from model.data import load_fashion_mnist
 from tests.conftest import random_model
 from tests.server import running_server

@@ -12,10 +12,10 @@ import torch
 
 from model.checkpoint import read_metadata
 from model.data import load_fashion_mnist
-from model.fast_sampling import cached_logits
-from model.generation import generate
-from model.likelihood import log_likelihood
-from model.network import PixelCNN
+from model.inference.cached import cached_logits
+from model.inference.generation import generate
+from model.inference.likelihood import log_likelihood
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import SHIPPED_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from model.checkpoint import CheckpointError, file_sha256, load, save
-from model.network import PixelCNNConfig
+from model.network.pixelcnn import PixelCNNConfig
 from model.training import Trainer, TrainSettings, lr_factor, open_run
 
 TINY = PixelCNNConfig(arch="gated", channels=8, layers=2, num_classes=10, head_channels=16)

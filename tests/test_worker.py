@@ -1,6 +1,6 @@
 """The inference worker on its own: merging, byte-identical batches, backpressure, timeouts.
 
-A "call" job that blocks on an event holds the worker busy, so that what queues up behind it
+A ``CallJob`` that blocks on an event holds the worker busy, so that what queues up behind it
 is under the test's control, without timing races.
 """
 
@@ -16,12 +16,13 @@ import torch
 from starlette.requests import Request
 
 from app.errors import ClientError
+from app.jobs import CallJob, GenerateJob
 from app.metrics import Metrics
 from app.settings import Settings
 from app.worker import InferenceWorker
-from model.fast_sampling import cached_sample
-from model.network import PixelCNN
-from model.sampling import per_image_noise
+from model.inference.cached import cached_sample
+from model.inference.sampling import per_image_noise
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 
 
@@ -45,6 +46,10 @@ def payload(seeds: list[int], label: int = 3) -> tuple[torch.Tensor, torch.Tenso
     return per_image_noise(seeds, 64), torch.full((n,), label), torch.ones(n, dtype=torch.float64)
 
 
+def generate_job(seeds: list[int]) -> GenerateJob:
+    return GenerateJob(*payload(seeds))
+
+
 async def hold(worker: InferenceWorker) -> tuple[threading.Event, asyncio.Future[Any]]:
     """Occupy the worker with a job that returns once the event is set."""
     release, busy = threading.Event(), threading.Event()
@@ -54,7 +59,7 @@ async def hold(worker: InferenceWorker) -> tuple[threading.Event, asyncio.Future
         release.wait(timeout=30)
         return "released"
 
-    task = asyncio.ensure_future(worker.submit("call", 1, block))
+    task = asyncio.ensure_future(worker.submit(CallJob(block)))
     for _ in range(1000):
         if busy.is_set():
             return release, task
@@ -79,8 +84,8 @@ def test_queued_requests_merge_into_one_batch_with_the_same_bytes(
 ) -> None:
     async def scenario() -> list[Any]:
         release, blocker = await hold(started)
-        jobs = [asyncio.ensure_future(started.submit("generate", 1, payload([s]))) for s in range(5)]
-        jobs.append(asyncio.ensure_future(started.submit("generate", 3, payload([7, 8, 9]))))
+        jobs = [asyncio.ensure_future(started.submit(generate_job([s]))) for s in range(5)]
+        jobs.append(asyncio.ensure_future(started.submit(generate_job([7, 8, 9]))))
         await asyncio.sleep(0.05)
         assert started.pending_images == 8
         release.set()
@@ -103,14 +108,14 @@ def test_queued_requests_merge_into_one_batch_with_the_same_bytes(
 def test_past_the_queue_limit_requests_get_503_at_once(started: InferenceWorker) -> None:
     async def scenario() -> None:
         release, blocker = await hold(started)
-        first = asyncio.ensure_future(started.submit("generate", 4, payload([0, 1, 2, 3])))
+        first = asyncio.ensure_future(started.submit(generate_job([0, 1, 2, 3])))
         await asyncio.sleep(0.05)
         with pytest.raises(ClientError) as refused:
-            await asyncio.wait_for(started.submit("generate", 3, payload([4, 5, 6])), timeout=1)
+            await asyncio.wait_for(started.submit(generate_job([4, 5, 6])), timeout=1)
         assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
         assert "4 images queued, limit 6" in refused.value.detail
         with pytest.raises(ClientError) as too_big:
-            await started.submit("generate", 7, payload(list(range(7))))
+            await started.submit(generate_job(list(range(7))))
         assert too_big.value.status == 422 and "more than the server's queue" in too_big.value.detail
         release.set()
         await blocker
@@ -131,12 +136,12 @@ class GoneClient:
 def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(started: InferenceWorker) -> None:
     async def scenario() -> None:
         release, blocker = await hold(started)
-        waiting = asyncio.ensure_future(started.submit("generate", 2, payload([0, 1])))
+        waiting = asyncio.ensure_future(started.submit(generate_job([0, 1])))
         await asyncio.sleep(0.05)
         # The client of a job queued behind `waiting` leaves: dropping it searches the queue
         # past `waiting`, so jobs must compare by identity (comparing tensors would raise).
         with pytest.raises(ClientError) as left:
-            await started.submit("generate", 2, payload([2, 3]), cast(Request, GoneClient()))
+            await started.submit(generate_job([2, 3]), cast(Request, GoneClient()))
         assert left.value.status == 499
         assert started.pending_images == 2
         with pytest.raises(ClientError) as late:
@@ -147,7 +152,7 @@ def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(starte
             await blocker
         release.set()
         started.settings.request_timeout_s = 60  # the check below must not race the clock
-        images, _ = await started.submit("generate", 1, payload([9]))
+        images, _ = await started.submit(generate_job([9]))
         assert images.shape == (1, 1, 8, 8)
 
     asyncio.run(scenario())

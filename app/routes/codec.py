@@ -9,19 +9,17 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.errors import ClientError
 from app.imaging import png_bytes, to_model_values, to_uint8_images
+from app.jobs import CompressJob, DecompressJob
 from app.routes.uploads import image_upload
 from app.schemas import CompressResponse, Format, error_responses
 from app.serving import ServingDep, SettingsDep
-from model.codec import compress_with_stats, decompress
-from model.container import CodecError, unpack
-from model.network import PixelCNN
+from model.codec.container import CodecError, unpack
 from model.pictures import image_grid
 
 router = APIRouter(tags=["compression"])
@@ -57,10 +55,7 @@ async def compress_image(
     upload = await image_upload(image, settings, serving.size, invert)
     values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
 
-    def run(model: PixelCNN) -> tuple[bytes, float]:
-        return compress_with_stats(model, values)
-
-    data, _ideal_bits = await serving.worker.submit("call", 1, run, request)
+    data, _ideal_bits = await serving.worker.submit(CompressJob(values), request)
     bits_per_dim = 8 * len(data) / serving.size**2
     headers = {"X-Bytes": str(len(data)), "X-Bits-Per-Dim": f"{bits_per_dim:.4f}"}
     if format == "json":
@@ -126,13 +121,7 @@ async def decompress_data(serving: ServingDep, settings: SettingsDep, request: R
             f"the data holds {header.count} images; this server decompresses at most {settings.max_images}",
         )
 
-    def run(model: PixelCNN) -> torch.Tensor:
-        try:
-            return decompress(model, data)
-        except CodecError as exc:  # truncated, corrupted, not ours, or other weights
-            raise ClientError(400, f"cannot decompress: {exc}") from None
-
-    images = await serving.worker.submit("call", header.count, run, request)
+    images = await serving.worker.submit(DecompressJob(data, header.count), request)
     pixels = to_uint8_images(images, serving.levels)
     n = pixels.shape[0]
     grid = image_grid(pixels, 1, padding=0) if n == 1 else image_grid(pixels, columns=int(n**0.5 + 0.999))

@@ -12,13 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import parse_box, to_model_values
+from app.jobs import CompleteJob
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
 from app.routes.uploads import image_upload, mask_upload
 from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
-from model.completion import complete
-from model.network import PixelCNN
 
 router = APIRouter(tags=["complete"])
 
@@ -90,24 +89,15 @@ async def complete_image(
     values = to_model_values(upload.gray, serving.levels)
     region_tensor = torch.from_numpy(region.copy())
 
-    def run(m: PixelCNN) -> tuple[torch.Tensor, torch.Tensor]:
-        return complete(
-            m,
-            values,
-            region_tensor,
-            n,
-            labels=chosen_label,
-            seeds=seeds,
-            temperature=temperature,
-            particles=particles,
-        )
-
-    images, bits = await serving.worker.submit("call", n * particles, run, request)
+    job = CompleteJob(values, region_tensor, n, chosen_label, seeds, temperature, particles)
+    images, bits, used = await serving.worker.submit(job, request)
+    # The label each completion was drawn with: the one asked for, or the one it inferred.
+    labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
     return await run_in_threadpool(
         images_response,
         images,
         seeds,
-        [chosen_label] * n,
+        labels,
         bits,
         levels=serving.levels,
         fmt=format,

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
+from app.jobs import GenerateJob
 from app.rendering import images_response
 from app.schemas import SEED_LIMIT, GenerateRequest, ImagesResponse, check_seed, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
-from model.sampling import check_labels, per_image_noise
+from model.inference.sampling import check_labels, per_image_noise
 
 router = APIRouter(tags=["generate"])
 
@@ -44,7 +45,7 @@ async def generate(
     labels = check_labels(model, label, body.n, seeds)
     noise = per_image_noise(seeds, serving.size**2)
     temperatures = torch.full((body.n,), body.temperature, dtype=torch.float64)
-    images, bits = await serving.worker.submit("generate", body.n, (noise, labels, temperatures), request)
+    images, bits = await serving.worker.submit(GenerateJob(noise, labels, temperatures), request)
     label_list: list[int | None] = [None] * body.n if labels is None else [int(y) for y in labels]
     return await run_in_threadpool(
         images_response,

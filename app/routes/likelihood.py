@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.heatmap import heatmap_png
 from app.imaging import to_model_values
+from app.jobs import LikelihoodJob
 from app.routes.uploads import image_upload
 from app.schemas import Format, LikelihoodResponse, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
 from model.data import CLASS_NAMES
-from model.likelihood import Likelihood
 
 router = APIRouter(tags=["likelihood"])
 
@@ -44,7 +44,7 @@ async def likelihood(
     upload = await image_upload(image, settings, serving.size, invert)
     values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
     labels = None if chosen is None else torch.tensor([chosen])
-    result: Likelihood = await serving.worker.submit("likelihood", 1, (values, labels), request)
+    result = await serving.worker.submit(LikelihoodJob(values, labels), request)
     bits = (-result.log2_probs[0]).double()
     bits_per_dim = float(result.bits_per_dim[0])
     if format == "png":

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.layers import CausalSelfAttention, GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
+from model.network.attention import CausalSelfAttention
+from model.network.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 
 # "pixelcnn": masked convolutions (with the classic blind spot); "gated": vertical and horizontal
 # stacks, no blind spot, a receptive field of a few rows; "gated-attention": the gated stacks with

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from model.network import PixelCNN
+from model.network.pixelcnn import PixelCNN
 
 SEED_LIMIT = 2**32
 

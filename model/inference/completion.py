@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import torch
 
-from model.fast_sampling import incremental
-from model.network import PixelCNN
-from model.sampling import check_seeds, check_temperature, draw, label_from_seed
+from model.inference.caches import incremental
+from model.inference.sampling import check_seeds, check_temperature, draw, label_from_seed
+from model.network.pixelcnn import PixelCNN
 
 LN2 = math.log(2.0)
 
@@ -76,13 +76,17 @@ def complete(
     seeds: Sequence[int] | None = None,
     temperature: float = 1.0,
     particles: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Fill the pixels where ``mask`` is True; known pixels come back bit-identical.
 
     ``image``: ``(1, H, W)`` model values; ``mask``: ``(H, W)`` bool, True = unknown.
-    Returns ``(images, bits)``: ``(n, 1, H, W)`` uint8 completions and ``(n,)`` float, each
-    completion's total negative log2-likelihood (all pixels, under its particle's label).
-    Completion c depends only on the model, the inputs, ``seeds[c]`` and its label.
+    ``labels``: None, one int, or one (int or None) per completion; a conditional model infers
+    a missing one (each particle draws a label, and resampling keeps those that fit).
+    Returns ``(images, bits, labels)``: ``(n, 1, H, W)`` uint8 completions, ``(n,)`` float,
+    each completion's total negative log2-likelihood (all pixels, under its label), and the
+    ``(n,)`` int64 label each completion was drawn with (given or inferred; None for an
+    unconditional model). Completion c depends only on the model, the inputs, ``seeds[c]``
+    and its label.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -131,6 +135,8 @@ def complete(
                 state.select(index)
                 # The noise stays with its slot, so duplicated particles diverge again.
                 out, bits = out[index], bits[index]
+                if label_tensor is not None:
+                    label_tensor = label_tensor[index]  # a particle keeps its label
     # One particle per completion, drawn by its final weight.
     chosen = []
     for c in range(n):
@@ -139,4 +145,4 @@ def complete(
         chosen.append(c * k + min(k - 1, int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])])))))
     picked = torch.tensor(chosen)
     images = out[picked].view(n, 1, size, size).to(torch.uint8)
-    return images, bits[picked].float()
+    return images, bits[picked].float(), None if label_tensor is None else label_tensor[picked]

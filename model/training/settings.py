@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from model.network import PixelCNNConfig
+from model.network.pixelcnn import PixelCNNConfig
 
 
 @dataclass

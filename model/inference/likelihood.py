@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from model.data import CLASS_NAMES, Split, quantize
-from model.network import PixelCNN
+from model.network.pixelcnn import PixelCNN
 
 LN2 = math.log(2.0)
 # Images per forward pass when scoring a data set. Small batches are faster here: at 25 the

@@ -7,15 +7,15 @@ from typing import Literal
 
 import torch
 
-from model.fast_sampling import cached_sample
-from model.network import PixelCNN
-from model.sampling import (
+from model.inference.cached import cached_sample
+from model.inference.sampling import (
     check_labels,
     check_seeds,
     check_temperature,
     naive_sample,
     per_image_noise,
 )
+from model.network.pixelcnn import PixelCNN
 
 Method = Literal["fast", "naive"]
 

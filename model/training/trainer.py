@@ -8,14 +8,14 @@ lowest validation bits/dim so far). Batches are a pure function of (seed, epoch,
 resuming replays the same data order.
 
 Under ``torchrun`` the same loop runs in every process with DistributedDataParallel (see
-``model.distributed``): each rank trains on its share of every global batch, only rank 0 touches
-the run directory, and every rank stops at the same step.
+``model.training.distributed``): each rank trains on its share of every global batch, only rank 0 touches
+the run directory, and every rank stops at the same step. ``model.training.runs`` opens a run
+(new, resumed, or started from a weights file) and hands back its ``Trainer``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import signal
 import time
@@ -26,14 +26,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, atomic_write, file_sha256, load, save
-from model.data import CLASS_NAMES, Split, dequantize, load_fashion_mnist, quantize
-from model.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
-from model.generation import generate
-from model.likelihood import bits_per_dim_loss, score_split
-from model.network import PixelCNN
+from model.checkpoint import atomic_write, save
+from model.data import Split, dequantize, load_fashion_mnist, quantize
+from model.inference.generation import generate
+from model.inference.likelihood import bits_per_dim_loss, score_split
+from model.network.pixelcnn import PixelCNN
 from model.pictures import image_grid, plot_curves
-from model.train_settings import TrainSettings, lr_factor
+from model.training.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
+from model.training.settings import TrainSettings, lr_factor
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "settings.json"
@@ -266,72 +266,3 @@ class Trainer:
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stop_requested = True
-
-
-def open_run(
-    settings: TrainSettings, resume: bool, device: str = "cpu", epochs: int | None = None
-) -> Trainer:
-    """A trainer for ``settings``; with ``resume``, continue the run stored in its run dir.
-
-    On resume the run keeps its saved settings, except ``settings.max_steps`` and, when given,
-    ``epochs`` (to extend or shorten a run; this also stretches its learning-rate schedule).
-
-    In a process group rank 0 looks at the run directory and tells the others what it found,
-    so that every rank starts the same run or fails with the same error.
-    """
-    found = _find_run(settings, resume, epochs) if World.current().is_main else None
-    found = from_main(found)
-    if isinstance(found, Exception):
-        raise found
-    assert found is not None
-    trainer = Trainer(found, device)
-    if resume:
-        trainer.restore()
-    elif found.init_from:
-        # Every rank reads the file itself (DDP broadcast its parameters at construction).
-        start = load(found.init_from).state_dict()
-        # A grown model has new tensors (strict=False), but every tensor of the file must land.
-        for net in (trainer.model, trainer.ema):
-            result = net.load_state_dict(start, strict=not found.grow_to)
-            if result.unexpected_keys:
-                raise ValueError(f"{found.init_from}: tensors the new model lacks: {result.unexpected_keys}")
-    return trainer
-
-
-def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> TrainSettings | Exception:
-    run_dir = Path(settings.run_dir)
-    if resume:
-        if not (run_dir / STATE_FILE).is_file():
-            return FileNotFoundError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
-        saved = TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
-        # Stopping points may change on resume; everything that shapes the run may not.
-        saved.max_steps = settings.max_steps
-        if epochs is not None:
-            saved.epochs = epochs
-        return saved
-    if (run_dir / STATE_FILE).exists():
-        return FileExistsError(f"{run_dir} already holds a run: pass --resume, or another --run-dir")
-    if settings.init_from:
-        # The starting weights fix the architecture; the model flags do not apply, except that a
-        # gated file may grow into gated-attention (its layers kept, attention blocks added).
-        config_source = settings.init_from
-        try:
-            config = load(config_source).config
-        except CheckpointError as exc:
-            return exc
-        if settings.grow_to and settings.grow_to != config.arch:
-            if (config.arch, settings.grow_to) != ("gated", "gated-attention"):
-                return ValueError(f"--arch {settings.grow_to} cannot start from a {config.arch} file")
-            config = dataclasses.replace(
-                config,
-                arch=settings.grow_to,
-                attention_every=settings.model.attention_every,
-                attention_heads=settings.model.attention_heads,
-            )
-        else:
-            settings = dataclasses.replace(settings, grow_to=None)  # nothing to grow: load strictly
-        return dataclasses.replace(settings, model=config, init_sha256=file_sha256(config_source))
-    return settings
-
-
-__all__ = ["CLASS_NAMES", "TrainSettings", "Trainer", "lr_factor", "open_run"]

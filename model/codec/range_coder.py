@@ -1,9 +1,9 @@
 """Lossless image compression with the model: range coding with its per-pixel distributions.
 
 An image costs about its negative log2-likelihood under the model, plus the container's
-13 header bytes (see ``model.container``), under a byte of range coder flush, and its label.
-Pixels are coded in raster order with ``constriction``'s range coder, each with the
-categorical distribution that the cached incremental model (``model.fast_sampling``)
+13 header bytes (see ``model.codec.container``), under a byte of range coder flush, and its
+label. Pixels are coded in raster order with ``constriction``'s range coder, each with the
+categorical distribution that the cached incremental model (``model.inference.caches``)
 predicts from the pixels before it. Encoding and decoding run the same loop (``_walk``) on
 the same batch shapes, fed the known pixels when encoding and the decoded ones when decoding.
 A conditional model codes each image with the label that costs it the fewest bits; the
@@ -15,36 +15,30 @@ one of those and floating point results may differ in the last bit; a single cha
 probability makes the rest of the stream decode to other pixels, which the CRC-32 rejects.
 
 ``python -m model.codec compress IN.png OUT`` and ``... decompress IN OUT.png`` (with
-``--weights PATH``) are the command line.
+``--weights PATH``) are the command line (``model/codec/__main__.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import constriction
 import numpy as np
 import torch
-from PIL import Image
 
-from model.checkpoint import CheckpointError, load, tensors_digest
-from model.container import HASH_BYTES, CodecError, Header, pack, padded, unpack
-from model.data import dequantize, quantize
-from model.fast_sampling import incremental
-from model.likelihood import check_images, log_likelihood
-from model.network import PixelCNN
+from model.checkpoint import tensors_digest
+from model.codec.container import HASH_BYTES, CodecError, Header, pack, padded, unpack
+from model.inference.caches import incremental
+from model.inference.likelihood import check_images, log_likelihood
+from model.network.pixelcnn import PixelCNN
 
 __all__ = ["BATCH", "CodecError", "best_labels", "compress", "compress_with_stats", "decompress"]
 
 BATCH = 32  # images coded side by side; part of the format, since decoding repeats the shapes
-DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"
 LN2 = math.log(2.0)
 _PIXEL = constriction.stream.model.Categorical(perfect=False)  # probabilities given per pixel
 _LOCK = threading.Lock()
@@ -294,55 +288,3 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
     if header.checksum(payload, _label_bytes(labels), pixels.tobytes()) != checksum:
         raise CodecError("corrupted or truncated data: the images' checksum does not match")
     return torch.from_numpy(pixels).unsqueeze(1)
-
-
-def read_png(path: str | Path, model: PixelCNN) -> torch.Tensor:
-    """An image file as grayscale model values ``(1, 1, H, W)``; it must be the model's size."""
-    size = model.config.image_size
-    try:
-        with Image.open(path) as im:
-            gray = im.convert("L")
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise CodecError(f"{path}: not a readable image ({exc})") from exc
-    if gray.size != (size, size):
-        raise CodecError(
-            f"{path}: the model codes {size}x{size} images, this one is {gray.width}x{gray.height}"
-        )
-    pixels = torch.from_numpy(np.asarray(gray).copy()).view(1, 1, size, size)
-    return quantize(pixels, model.config.levels)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.codec", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("compress", "decompress"))
-    p.add_argument("src", help="compress: an image file (grayscale, the model's size); decompress: data")
-    p.add_argument("dst", help="compress: the compressed file; decompress: a PNG")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    args = p.parse_args(argv)
-    try:
-        model = load(args.weights)
-        levels, pixels = model.config.levels, model.config.image_size**2
-        if args.command == "compress":
-            data, bits = compress_with_stats(model, read_png(args.src, model))
-            Path(args.dst).write_bytes(data)
-            print(
-                f"{args.src} -> {args.dst}: {len(data)} bytes, {8 * len(data) / pixels:.3f} bits/dim "
-                f"(the model's ideal: {bits / pixels:.3f})"
-            )
-            if levels < 256:
-                print(f"note: quantized to {levels} levels; decompressing gives the bin centres")
-            return 0
-        images = dequantize(decompress(model, Path(args.src).read_bytes()), levels)
-        dst = Path(args.dst)
-        for k, image in enumerate(images):
-            out = dst if len(images) == 1 else dst.with_name(f"{dst.stem}-{k:04d}{dst.suffix}")
-            Image.fromarray(image[0].numpy()).save(out)
-        print(f"{args.src} -> {dst}: {len(images)} image(s)")
-        return 0
-    except (CodecError, CheckpointError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

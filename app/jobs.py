@@ -1,0 +1,208 @@
+"""The work a route hands the inference worker: one small class per kind of job.
+
+A job knows its size in the queue (``images``: the images of work it costs), how to run on
+the model, and, for kinds that batch, how to merge with others and split the result back:
+jobs of one class with equal, non-None ``merge_key`` may be merged into one batch
+(``merge``), run once (``run``) and their results cut apart (``split``). A new endpoint adds
+a class here; the worker never looks at what a job is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar
+
+import torch
+
+from app.errors import ClientError
+from app.metrics import Metrics
+from model.codec.container import CodecError
+from model.codec.range_coder import compress_with_stats, decompress
+from model.inference.cached import cached_sample
+from model.inference.completion import complete
+from model.inference.likelihood import Likelihood, log_likelihood
+from model.network.pixelcnn import PixelCNN
+
+R = TypeVar("R")
+
+
+class Job(ABC, Generic[R]):
+    """One request's work, with result type ``R``. By default a job runs alone."""
+
+    @property
+    @abstractmethod
+    def images(self) -> int:
+        """The images of work this job costs, counted against the queue's limit."""
+
+    def merge_key(self) -> Hashable | None:
+        """Jobs of one class with equal keys may run as one batch; None: always alone."""
+        return None
+
+    @classmethod
+    def merge(cls, jobs: Sequence[Self]) -> Self:
+        """One job doing the work of ``jobs`` (only called with equal merge keys)."""
+        if len(jobs) != 1:
+            raise ValueError(f"{cls.__name__} jobs run alone")
+        return jobs[0]
+
+    @abstractmethod
+    def run(self, model: PixelCNN, metrics: Metrics) -> R:
+        """Do the work on the worker thread (under ``torch.no_grad``)."""
+
+    def split(self, result: R, sizes: list[int]) -> list[R]:
+        """The merged result, cut into one result per merged job of ``sizes`` images."""
+        return [result]
+
+
+def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if parts[0] is None else torch.cat([p for p in parts if p is not None])
+
+
+@dataclass(eq=False)  # compared by identity: fields hold tensors
+class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
+    """Sample images from per-image noise -> ``(images (n, 1, H, W) uint8, bits (n,) float64)``."""
+
+    noise: torch.Tensor  # (n, H*W) float64 uniforms
+    labels: torch.Tensor | None  # (n,) int64, None for an unconditional model
+    temperatures: torch.Tensor  # (n,) float64
+
+    @property
+    def images(self) -> int:
+        return int(self.noise.shape[0])
+
+    def merge_key(self) -> Hashable:
+        return self.labels is None
+
+    @classmethod
+    def merge(cls, jobs: Sequence[GenerateJob]) -> GenerateJob:
+        return cls(
+            torch.cat([job.noise for job in jobs]),
+            _cat([job.labels for job in jobs]),
+            torch.cat([job.temperatures for job in jobs]),
+        )
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> tuple[torch.Tensor, torch.Tensor]:
+        images, bits = cached_sample(model, self.noise, self.labels, self.temperatures)
+        metrics.images_generated.inc(images.shape[0])
+        return images, bits
+
+    def split(
+        self, result: tuple[torch.Tensor, torch.Tensor], sizes: list[int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        images, bits = result
+        return list(zip(images.split(sizes), bits.split(sizes), strict=True))
+
+
+@dataclass(eq=False)
+class LikelihoodJob(Job[Likelihood]):
+    """Score images ``(n, 1, H, W)`` int64 with their labels (or summed over labels)."""
+
+    values: torch.Tensor
+    labels: torch.Tensor | None
+
+    @property
+    def images(self) -> int:
+        return int(self.values.shape[0])
+
+    def merge_key(self) -> Hashable:
+        return self.labels is None
+
+    @classmethod
+    def merge(cls, jobs: Sequence[LikelihoodJob]) -> LikelihoodJob:
+        return cls(torch.cat([job.values for job in jobs]), _cat([job.labels for job in jobs]))
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> Likelihood:
+        return log_likelihood(model, self.values, self.labels)
+
+    def split(self, result: Likelihood, sizes: list[int]) -> list[Likelihood]:
+        posterior = result.class_posterior
+        parts = zip(
+            result.log2_probs.split(sizes),
+            result.total_bits.split(sizes),
+            result.bits_per_dim.split(sizes),
+            [None] * len(sizes) if posterior is None else posterior.split(sizes),
+            strict=True,
+        )
+        return [Likelihood(*part) for part in parts]
+
+
+Completion = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, bits, labels
+
+
+@dataclass(eq=False)
+class CompleteJob(Job[Completion]):
+    """Fill ``mask`` of one image ``n`` times -> ``complete``'s images, bits and labels."""
+
+    image: torch.Tensor  # (1, H, W) model values
+    mask: torch.Tensor  # (H, W) bool, True = fill
+    n: int
+    label: int | None  # None: each completion infers its own
+    seeds: list[int]
+    temperature: float
+    particles: int
+
+    @property
+    def images(self) -> int:
+        return self.n * self.particles  # every particle is an image of work
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
+        return complete(
+            model,
+            self.image,
+            self.mask,
+            self.n,
+            labels=self.label,
+            seeds=self.seeds,
+            temperature=self.temperature,
+            particles=self.particles,
+        )
+
+
+@dataclass(eq=False)
+class CompressJob(Job[tuple[bytes, float]]):
+    """Compress images ``(n, 1, H, W)`` -> the container and its ideal bits (alone: the codec
+    must see the same batch shapes when decoding)."""
+
+    values: torch.Tensor
+
+    @property
+    def images(self) -> int:
+        return int(self.values.shape[0])
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> tuple[bytes, float]:
+        return compress_with_stats(model, self.values)
+
+
+@dataclass(eq=False)
+class DecompressJob(Job[torch.Tensor]):
+    """Decompress a container of ``count`` images -> ``(count, 1, H, W)`` uint8; damage is a 400."""
+
+    data: bytes
+    count: int
+
+    @property
+    def images(self) -> int:
+        return self.count
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> torch.Tensor:
+        try:
+            return decompress(model, self.data)
+        except CodecError as exc:  # truncated, corrupted, not ours, or other weights
+            raise ClientError(400, f"cannot decompress: {exc}") from None
+
+
+@dataclass(eq=False)
+class CallJob(Job[Any]):
+    """Any function of the model, run alone (tests use it to hold the worker busy)."""
+
+    function: Callable[[PixelCNN], Any]
+    size: int = 1
+
+    @property
+    def images(self) -> int:
+        return self.size
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> Any:
+        return self.function(model)

@@ -1,0 +1,75 @@
+"""``python -m model.codec compress IN.png OUT`` / ``decompress IN OUT.png``, with ``--weights``.
+
+Compresses one grayscale image of the model's size losslessly, or decompresses a container
+into a PNG (several images: one PNG each, numbered). The coding is ``model.codec.range_coder``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
+from model.codec.container import CodecError
+from model.codec.range_coder import compress_with_stats, decompress
+from model.data import dequantize, quantize
+from model.network.pixelcnn import PixelCNN
+
+
+def read_png(path: str | Path, model: PixelCNN) -> torch.Tensor:
+    """An image file as grayscale model values ``(1, 1, H, W)``; it must be the model's size."""
+    size = model.config.image_size
+    try:
+        with Image.open(path) as im:
+            gray = im.convert("L")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise CodecError(f"{path}: not a readable image ({exc})") from exc
+    if gray.size != (size, size):
+        raise CodecError(
+            f"{path}: the model codes {size}x{size} images, this one is {gray.width}x{gray.height}"
+        )
+    pixels = torch.from_numpy(np.asarray(gray).copy()).view(1, 1, size, size)
+    return quantize(pixels, model.config.levels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m model.codec", description="Lossless image compression with a PixelCNN."
+    )
+    p.add_argument("command", choices=("compress", "decompress"))
+    p.add_argument("src", help="compress: an image file (grayscale, the model's size); decompress: data")
+    p.add_argument("dst", help="compress: the compressed file; decompress: a PNG")
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    args = p.parse_args(argv)
+    try:
+        model = load(args.weights)
+        levels, pixels = model.config.levels, model.config.image_size**2
+        if args.command == "compress":
+            data, bits = compress_with_stats(model, read_png(args.src, model))
+            Path(args.dst).write_bytes(data)
+            print(
+                f"{args.src} -> {args.dst}: {len(data)} bytes, {8 * len(data) / pixels:.3f} bits/dim "
+                f"(the model's ideal: {bits / pixels:.3f})"
+            )
+            if levels < 256:
+                print(f"note: quantized to {levels} levels; decompressing gives the bin centres")
+            return 0
+        images = dequantize(decompress(model, Path(args.src).read_bytes()), levels)
+        dst = Path(args.dst)
+        for k, image in enumerate(images):
+            out = dst if len(images) == 1 else dst.with_name(f"{dst.stem}-{k:04d}{dst.suffix}")
+            Image.fromarray(image[0].numpy()).save(out)
+        print(f"{args.src} -> {dst}: {len(images)} image(s)")
+        return 0
+    except (CodecError, CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,10 @@
+"""The networks: what a PixelCNN computes, and nothing about how it is sampled or trained.
+
+- ``layers``: masked and gated convolution blocks (the causal building blocks);
+- ``attention``: causal self-attention over raster order (the "gated-attention" network);
+- ``pixelcnn``: ``PixelCNNConfig`` (what a checkpoint stores) and ``PixelCNN``, the wiring.
+"""
+
+from model.network.pixelcnn import ARCHITECTURES, PixelCNN, PixelCNNConfig
+
+__all__ = ["ARCHITECTURES", "PixelCNN", "PixelCNNConfig"]
