@@ -39,9 +39,11 @@ DEFAULT_WEIGHTS = "weights/pixelcnn-gated-fmnist.safetensors"
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Frechet distance between Gaussian fits of feature sets ``(N, D)`` and ``(M, D)``."""
     mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
-    cov_a, cov_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
-    root = scipy.linalg.sqrtm(cov_a @ cov_b)
-    root = np.real(root)  # rounding leaves a negligible imaginary part
+    # Features after a ReLU include units that never fire, so a covariance can be singular:
+    # a tiny ridge keeps the matrix square root well defined and moves the distance negligibly.
+    ridge = 1e-6 * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a.numpy(), rowvar=False) + ridge, np.cov(b.numpy(), rowvar=False) + ridge
+    root = np.real(scipy.linalg.sqrtm(cov_a @ cov_b))  # rounding leaves a negligible imaginary part
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
