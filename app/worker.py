@@ -74,8 +74,8 @@ class InferenceWorker:
             self.queue.clear()
             self.pending_images = 0
             self.condition.notify_all()
-        for job in left:
-            self._resolve(job, None, ClientError(503, "the server is shutting down", {"Retry-After": "5"}))
+        for ticket in left:
+            self._resolve(ticket, None, ClientError(503, "the server is shutting down", {"Retry-After": "5"}))
         self.thread.join(timeout=30)
 
     @property
@@ -139,18 +139,18 @@ class InferenceWorker:
         while not await request.is_disconnected():
             await asyncio.sleep(0.1)
 
-    def _cancel(self, job: Ticket) -> None:
+    def _cancel(self, ticket: Ticket) -> None:
         with self.condition:
-            job.cancelled = True
-            if job in self.queue:
-                self.queue.remove(job)
-                self.pending_images -= job.images
+            ticket.cancelled = True
+            if ticket in self.queue:
+                self.queue.remove(ticket)
+                self.pending_images -= ticket.images
                 self.metrics.queue_depth.set(self.pending_images)
 
     # --- the worker thread ------------------------------------------------------------------
-    def _take(self, job: Ticket) -> None:
-        self.queue.remove(job)
-        self.pending_images -= job.images
+    def _take(self, ticket: Ticket) -> None:
+        self.queue.remove(ticket)
+        self.pending_images -= ticket.images
         self.metrics.queue_depth.set(self.pending_images)
 
     def _next_batch(self) -> list[Ticket] | None:
@@ -167,13 +167,13 @@ class InferenceWorker:
             total = first.images
             deadline = time.monotonic() + self.settings.max_batch_delay_ms / 1000
             while total < self.settings.max_batch_size:
-                for job in list(self.queue):
-                    if job.merges_with(first):
-                        if total + job.images > self.settings.max_batch_size:
+                for ticket in list(self.queue):
+                    if ticket.merges_with(first):
+                        if total + ticket.images > self.settings.max_batch_size:
                             break
-                        self._take(job)
-                        batch.append(job)
-                        total += job.images
+                        self._take(ticket)
+                        batch.append(ticket)
+                        total += ticket.images
                 remaining = deadline - time.monotonic()
                 if total >= self.settings.max_batch_size or remaining <= 0 or not self.running:
                     break
@@ -187,37 +187,37 @@ class InferenceWorker:
             batch = self._next_batch()
             if batch is None:
                 return
-            live = [job for job in batch if not job.cancelled and not job.future.done()]
+            live = [ticket for ticket in batch if not ticket.cancelled and not ticket.future.done()]
             if not live:
                 continue
-            self.metrics.batch_size.observe(sum(job.images for job in live))
+            self.metrics.batch_size.observe(sum(ticket.images for ticket in live))
             try:
                 results = self._run(live)
             except ValueError as exc:
                 error: Exception = ClientError(422, str(exc))
-                for job in live:
-                    self._resolve(job, None, error)
+                for ticket in live:
+                    self._resolve(ticket, None, error)
             except Exception as exc:  # a bug: let the route's error handling report it
-                for job in live:
-                    self._resolve(job, None, exc)
+                for ticket in live:
+                    self._resolve(ticket, None, exc)
             else:
-                for job, result in zip(live, results, strict=True):
-                    self._resolve(job, result, None)
+                for ticket, result in zip(live, results, strict=True):
+                    self._resolve(ticket, result, None)
 
-    def _resolve(self, job: Ticket, result: Any, error: Exception | None) -> None:
-        if job.loop.is_closed():
+    def _resolve(self, ticket: Ticket, result: Any, error: Exception | None) -> None:
+        if ticket.loop.is_closed():
             return
 
         def settle() -> None:
-            if job.future.done():
+            if ticket.future.done():
                 return
             if error is not None:
-                job.future.set_exception(error)
+                ticket.future.set_exception(error)
             else:
-                job.future.set_result(result)
+                ticket.future.set_result(result)
 
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
-            job.loop.call_soon_threadsafe(settle)
+            ticket.loop.call_soon_threadsafe(settle)
 
     @torch.no_grad()
     def _run(self, tickets: list[Ticket]) -> list[Any]:
