@@ -23,6 +23,20 @@ class ClientError(Exception):
         self.headers = headers
 
 
+def json_problem(body: Any, error: dict[str, Any]) -> str:
+    """Where and why a body is not JSON, e.g. "not valid JSON at line 1, column 7 (expecting value)"."""
+    offsets = [p for p in error.get("loc", ()) if isinstance(p, int)]
+    reason = str((error.get("ctx") or {}).get("error", "")).strip()
+    where = ""
+    if offsets and isinstance(body, str):
+        offset = min(offsets[0], len(body))
+        line = body.count("\n", 0, offset) + 1
+        column = offset - (body.rfind("\n", 0, offset) + 1) + 1
+        where = f" at line {line}, column {column}"
+    why = f" ({reason[0].lower()}{reason[1:]})" if reason else ""
+    return f"not valid JSON{where}{why}"
+
+
 def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     """One readable sentence, and the errors without the offending input (which may be NaN,
     bytes or anything else that JSON cannot carry)."""
@@ -30,10 +44,12 @@ def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[d
     parts = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
-        field = ".".join(loc) or "body"
         message = str(error.get("msg", "invalid value"))
         if error.get("type") == "json_invalid":
-            message = "the body is not valid JSON"
+            # The location is a character offset into the body, not a field: say it in words.
+            message = json_problem(exc.body, error)
+            loc = []
+        field = ".".join(loc) or "body"
         parts.append(f"{field}: {message}")
         errors.append({"loc": loc, "msg": message, "type": str(error.get("type", ""))})
     return "; ".join(parts) or "invalid request", errors

@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
+from app.docs import DocsPolicy
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
@@ -58,12 +60,16 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
             worker.stop()
             app.state.serving = None
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline
+    # package (under /static-offline-docs), not a CDN: the docs work without internet
+    # (app.docs keeps them from reaching any other host).
+    app = FastAPIOffline(
         title="PixelCNN service",
         version="0.1.0",
-        description="Generate, complete and score 28x28 grayscale images with a PixelCNN trained on "
-        "Fashion-MNIST. Errors are JSON objects with a 'detail' message.",
+        description="Generate, complete, score and compress 28x28 grayscale images with a PixelCNN "
+        "trained on Fashion-MNIST. Errors are JSON objects with a 'detail' message.",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the online validator
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=limit)
+    app.add_middleware(DocsPolicy)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -38,6 +39,27 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def route_template(scope: Scope) -> str | None:
+    """The template of the app's own route (not an included router's) that ``scope`` fits.
+
+    These are the routes FastAPI adds itself (``/openapi.json``, ``/docs``, ``/redoc``) and
+    mounted files (``/static/{path}``), which leave no ``route`` in the scope; a path that fits
+    a route but not its method counts under that route.
+    """
+    router = getattr(scope.get("app"), "router", None)
+    partial = None
+    for route in getattr(router, "routes", ()):
+        template = getattr(route, "path_format", None)
+        if template is None:  # an included router: its routes name themselves in the scope
+            continue
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(template)
+        if match == Match.PARTIAL and partial is None:
+            partial = str(template)
+    return partial
+
+
 class MetricsMiddleware:
     """Counts every HTTP request by its route template and status, and times it."""
 
@@ -51,6 +73,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        own_route = route_template(dict(scope))  # before routing rewrites the scope
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -61,7 +84,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(route=name, status=str(status)).inc()
-            self.metrics.latency.labels(route=name).observe(time.perf_counter() - started)
+            # Routing leaves the matched APIRoute in the scope; FastAPI's own routes and mounts
+            # do not, so they are matched above. Anything else is "unmatched".
+            route = getattr(scope.get("route"), "path_format", None) or own_route or "unmatched"
+            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)

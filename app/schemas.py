@@ -89,7 +89,7 @@ class GenerateRequest(BaseModel):
 
 class ImageResult(BaseModel):
     seed: int | None = Field(description="the seed that made this image (None when not sampled)")
-    label: int | None
+    label: int | None = Field(description="its class, given or inferred (None: an unconditional model)")
     label_name: str | None
     png_base64: str
     bits_per_dim: float = Field(description="the image's negative log2-likelihood per pixel")
@@ -100,11 +100,14 @@ class ModelInfo(BaseModel):
     config: dict[str, Any]
     parameters: int
     classes: list[str] | None
-    weights: str
-    sha256: str
+    weights: str = Field(description="the weights file's name")
+    sha256: str = Field(description="the weights file's sha256")
     test_bits_per_dim: float | None
     validation_bits_per_dim: float | None
-    training: dict[str, Any]
+    training: dict[str, Any] = Field(
+        description="training facts: data, epochs, steps, hardware, hyperparameters (settings), the "
+        "sha256, epochs and steps of the weights training started from (started_from), per-class figures"
+    )
 
 
 class ImagesResponse(BaseModel):

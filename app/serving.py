@@ -14,7 +14,7 @@ from app.metrics import Metrics
 from app.schemas import ModelInfo
 from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
-from model.checkpoint import file_sha256, read_metadata
+from model.checkpoint import file_sha256, public_facts, read_metadata
 from model.data import CLASS_NAMES
 from model.network.pixelcnn import PixelCNN
 
@@ -43,16 +43,12 @@ def _number(metadata: dict[str, str], key: str) -> float | None:
 
 
 def describe(model: PixelCNN, weights: Path | None) -> ModelInfo:
-    """The ``/model`` description, from the config and the weights file's metadata."""
+    """The ``/model`` description, from the config and the weights file's metadata.
+
+    ``training`` holds only the facts ``public_facts`` allows (figures, counts, hardware,
+    hyperparameters), never a path or a command line, whatever the file holds.
+    """
     metadata = read_metadata(weights) if weights is not None and weights.is_file() else {}
-    known = {"format", "config", "tensors_sha256"}
-    training = {}
-    for key, value in metadata.items():
-        if key not in known:
-            try:
-                training[key] = json.loads(value)
-            except ValueError:
-                training[key] = value
     k = model.config.num_classes
     return ModelInfo(
         arch=model.config.arch,
@@ -63,7 +59,7 @@ def describe(model: PixelCNN, weights: Path | None) -> ModelInfo:
         sha256=file_sha256(weights) if weights is not None and weights.is_file() else "",
         test_bits_per_dim=_number(metadata, "test_bits_per_dim"),
         validation_bits_per_dim=_number(metadata, "validation_bits_per_dim"),
-        training=training,
+        training=public_facts(metadata),
     )
 
 

@@ -219,6 +219,17 @@ def test_the_catalogue_is_large_enough() -> None:
     assert len(CASES) >= 40
 
 
+def test_malformed_json_is_located_by_line_and_column_in_words(client: httpx.Client) -> None:
+    body = b'{\n  "n": 3,\n  oops}'
+    response = client.post("/generate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "body: not valid JSON at line 3, column 3 (expecting property name enclosed in double quotes)"
+    )
+    cut = client.post("/generate", content=b'{"n": ', headers={"content-type": "application/json"})
+    assert cut.json()["detail"] == "body: not valid JSON at line 1, column 7 (expecting value)"
+
+
 def gif_two_frames() -> bytes:
     first, second = Image.new("L", (28, 28), 50), Image.new("L", (28, 28), 200)
     return encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)

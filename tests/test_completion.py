@@ -39,6 +39,23 @@ def test_bits_are_each_completions_negative_log_likelihood() -> None:
     assert torch.allclose(bits, direct, atol=1e-2)
 
 
+def test_complete_reports_the_label_each_completion_was_drawn_with() -> None:
+    model = random_model("gated", 10)
+    image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)
+    mask = top_half_mask(10)
+    # No label: every particle draws one, resampling keeps those that fit the known pixels.
+    images, bits, labels = complete(model, image, mask, 4, seeds=[1, 2, 3, 4], particles=6)
+    assert labels is not None and labels.dtype == torch.int64 and labels.shape == (4,)
+    assert all(0 <= int(y) < 10 for y in labels)
+    # The bits are each completion's cost under its own label: the labels are the ones used.
+    direct = log_likelihood(model, images.long(), labels).total_bits
+    assert torch.allclose(bits, direct, atol=1e-2)
+    given = complete(model, image, mask, 2, seeds=[1, 2], labels=[3, None], particles=2)[2]
+    assert given is not None and int(given[0]) == 3
+    unconditional = random_model("gated", None)
+    assert complete(unconditional, image, mask, 2, seeds=[1, 2], particles=2)[2] is None
+
+
 def test_a_completion_is_reproducible_and_independent_of_the_others() -> None:
     model = random_model("gated", 10)
     image = torch.randint(0, 16, (1, 10, 10), dtype=torch.uint8)

@@ -60,7 +60,9 @@ def test_no_module_is_longer_than_about_300_lines() -> None:
 
 def test_the_model_never_imports_the_service() -> None:
     graph = import_graph()
-    offenders = {name: sorted(t for t in targets if t.split(".")[0] == "app") for name, targets in graph.items()}
+    offenders = {
+        name: sorted(t for t in targets if t.split(".")[0] == "app") for name, targets in graph.items()
+    }
     assert not {k: v for k, v in offenders.items() if k.split(".")[0] == "model" and v}
 
 
@@ -118,4 +120,7 @@ def readme_map() -> set[str]:
 def test_the_readme_code_map_matches_the_tree() -> None:
     tree = {str(p.relative_to(ROOT)) for p in modules().values()}
     listed = readme_map()
-    assert listed == tree, {"missing from README": sorted(tree - listed), "not in the tree": sorted(listed - tree)}
+    assert listed == tree, {
+        "missing from README": sorted(tree - listed),
+        "not in the tree": sorted(listed - tree),
+    }

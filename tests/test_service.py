@@ -14,6 +14,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
+from model.data import CLASS_NAMES
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import log_likelihood
@@ -107,6 +108,26 @@ def test_complete_keeps_known_pixels_and_matches_the_library(client: httpx.Clien
         assert img["bits_per_dim"] == pytest.approx(float(bits[k]) / 784, abs=1e-4)
 
 
+def test_complete_without_a_label_reports_the_inferred_ones(client: httpx.Client, tiny: PixelCNN) -> None:
+    image = (np.arange(784).reshape(28, 28) % 199).astype(np.uint8)
+    fields = {"box": "0,0,28,14", "n": "3", "seed": "8", "particles": "4"}
+    files = {"image": ("x.png", png(image), "image/png")}
+    r = client.post("/complete", files=files, data={**fields, "format": "json"})
+    assert r.status_code == 200, r.text
+    mask = torch.zeros(28, 28, dtype=torch.bool)
+    mask[:14] = True
+    _, _, labels = complete(
+        tiny, torch.from_numpy(image).view(1, 28, 28), mask, 3, seeds=[8, 9, 10], particles=4
+    )
+    assert labels is not None
+    expected = [int(y) for y in labels]
+    assert [img["label"] for img in r.json()["images"]] == expected
+    assert [img["label_name"] for img in r.json()["images"]] == [CLASS_NAMES[y] for y in expected]
+    assert r.headers["x-labels"] == ",".join(map(str, expected))
+    as_png = client.post("/complete", files=files, data=fields)
+    assert as_png.headers["x-labels"] == ",".join(map(str, expected))
+
+
 def test_complete_with_a_mask_image_or_the_alpha_channel(client: httpx.Client) -> None:
     image = np.full((56, 56), 200, dtype=np.uint8)
     mask = np.zeros((56, 56), dtype=np.uint8)
@@ -163,6 +184,16 @@ def test_metrics_count_requests(client: httpx.Client) -> None:
     text = client.get("/metrics").text
     assert 'pixelcnn_requests_total{route="/generate",status="200"}' in text
     assert "pixelcnn_batch_images_bucket" in text and "pixelcnn_images_generated_total" in text
+
+
+def test_metrics_count_the_docs_and_the_schema_under_their_own_routes(client: httpx.Client) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json", "/static-offline-docs/swagger-ui.css", "/nothing"):
+        client.get(path)
+    text = client.get("/metrics").text
+    for route in ("/docs", "/redoc", "/openapi.json", "/static-offline-docs/{path}"):
+        assert f'pixelcnn_requests_total{{route="{route}",status="200"}}' in text, route
+    unmatched = [line for line in text.splitlines() if 'route="unmatched"' in line and "_total" in line]
+    assert unmatched == ['pixelcnn_requests_total{route="unmatched",status="404"} 1.0'], unmatched
 
 
 def test_openapi_documents_png_responses(client: httpx.Client) -> None:

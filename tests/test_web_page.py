@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Route, sync_playwright
 
 from app.main import create_app
 from app.settings import Settings
@@ -77,3 +77,42 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         shutil.copy(tmp_path / "page.png", "/tmp/page.png")
         assert not errors, errors
+
+
+def test_the_api_docs_work_offline_with_every_asset_from_the_service(browser: Browser) -> None:
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
+    app = create_app(Settings(), model_loader=lambda s: model)
+    with running_server(app) as url:
+        context = browser.new_context()
+        elsewhere: list[str] = []
+
+        def only_the_service(route: Route) -> None:
+            # The network is blocked: a request to any other host fails, and is recorded.
+            if route.request.url.startswith(url + "/"):
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_the_service)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        docs = page.goto(url + "/docs")
+        assert docs is not None and "default-src 'self'" in docs.headers["content-security-policy"]
+        page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+        paths = {text.strip() for text in page.locator(".opblock-summary-path").all_text_contents()}
+        assert {"/generate", "/complete", "/likelihood", "/compress", "/decompress", "/model"} <= paths
+        assets = "[...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
+        docs_assets = page.evaluate(assets)
+
+        page.goto(url + "/redoc")
+        page.wait_for_selector("text=/generate", timeout=60_000)
+        redoc_assets = page.evaluate(assets)
+        context.close()
+    assert docs_assets and redoc_assets
+    for asset in docs_assets + redoc_assets:
+        assert asset.startswith(url + "/"), asset
+    assert not elsewhere, elsewhere
+    assert not errors, errors

@@ -60,14 +60,17 @@ async def complete_image(
     n: Annotated[int, Form(ge=1)] = 4,
     seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
     temperature: Annotated[float, Form(gt=0)] = 1.0,
-    label: Annotated[str | None, Form(description="0..9 or a class name; empty = infer")] = None,
+    label: Annotated[
+        str | None, Form(description="0..9 or a class name; empty = infer one per completion (reported)")
+    ] = None,
     particles: Annotated[int, Form(ge=1, description="particles per completion (SIR)")] = 8,
     invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
     format: Annotated[Format, Form()] = "png",
-    scale: Annotated[int, Form(ge=1, le=16)] = 1,
+    scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
 ) -> Response:
     """Complete the region given by ``mask``, ``box`` or the image's transparency; known pixels
-    are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole."""
+    are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole.
+    Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image."""
     if n > settings.max_images:
         raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} completions per request")
     if particles > settings.max_particles:
