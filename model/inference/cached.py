@@ -3,18 +3,42 @@
 ``cached_sample`` draws whole images one pixel at a time, each step costing the network at one
 position (see ``model.inference.caches``); ``cached_logits`` feeds known images through the
 same steps, so tests can check the cache against the forward pass pixel by pixel.
+
+A caller can watch the sampler draw: ``on_row(rows_done, images)`` runs after every row with
+the images so far (rows below ``rows_done`` are zeros), and may answer with the batch rows to
+keep: the others leave the batch at once (a service drops the images whose client left).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from tqdm import tqdm
 
-from model.inference.caches import incremental
+from model.inference.caches import IncrementalModel, incremental
 from model.inference.sampling import draw
 from model.network.pixelcnn import PixelCNN
+
+# (rows done, images so far (B, 1, H, W) uint8) -> the batch rows to keep, or None for all.
+RowCallback = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+def keep_rows(state: IncrementalModel, labels: torch.Tensor | None, index: torch.Tensor) -> IncrementalModel:
+    """A cache of ``len(index)`` images holding rows ``index`` of ``state`` (a smaller batch).
+
+    The caches keep views into their state, so a batch cannot shrink in place: a new cache of
+    the new size takes a copy of the kept rows of every per-image tensor.
+    """
+    smaller = incremental(state.model, None if labels is None else labels[index], len(index))
+    for name in state.STATE:
+        old, new = getattr(state, name), getattr(smaller, name)
+        pairs = zip(old, new, strict=True) if isinstance(old, list) else [(old, new)]
+        for source, target in pairs:
+            if source is not None:
+                target.copy_(source[index])
+    return smaller
 
 
 @torch.no_grad()
@@ -24,12 +48,15 @@ def cached_sample(
     labels: torch.Tensor | None,
     temperature: float | torch.Tensor,
     progress: bool = False,
+    on_row: RowCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fast sampler: ``noise`` ``(B, H*W)`` uniforms -> images ``(B, 1, H, W)`` uint8 and bits.
 
     Same images as the naive sampler for the same noise. ``temperature`` is one float or one
     per image ``(B,)``. ``bits`` ``(B,)`` is each image's negative log2-likelihood under the
-    model itself (temperature 1), float64.
+    model itself (temperature 1), float64. ``on_row`` (see the module's docstring) may drop
+    images; then only the kept ones come back, in their order, each exactly as it would have
+    been without the others (its noise and label travel with it).
     """
     size = model.config.image_size
     batch = noise.shape[0]
@@ -45,6 +72,16 @@ def cached_sample(
             nats -= torch.log_softmax(logits.double(), dim=1)[rows, values]
             state.write(i, j, values)  # the new pixel becomes input for the next ones
             out[:, 0, i, j] = values.to(torch.uint8)
+        keep = None if on_row is None else on_row(i + 1, out)
+        if keep is not None and i + 1 < size:  # the dropped images cost nothing from here on
+            state = keep_rows(state, labels, keep)
+            out, nats, noise, rows = out[keep], nats[keep], noise[keep], torch.arange(len(keep))
+            if labels is not None:
+                labels = labels[keep]
+            if isinstance(temperature, torch.Tensor) and temperature.dim() > 0:
+                temperature = temperature[keep]
+        elif keep is not None:
+            out, nats = out[keep], nats[keep]
     return out, nats / math.log(2.0)
 
 
