@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from model.inference.attention_cache import AttentionCache
 from model.network.attention import CausalSelfAttention
 from model.network.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 from model.network.pixelcnn import PixelCNN
@@ -89,32 +90,8 @@ class IncrementalModel:
                     tensor.copy_(tensor[index])
 
 
-class AttentionCache:
-    """One ``CausalSelfAttention`` block, one position at a time, with its keys and values cached.
-
-    ``step(t, h, previous)`` takes the stream ``h`` ``(B, C)`` at raster position ``t`` and the
-    encoded pixel before it ``(B, 2)``, and adds the block's output to ``h`` in place.
-    """
-
-    def __init__(self, block: CausalSelfAttention, batch: int, positions: int):
-        self.block = block
-        channels = block.norm.normalized_shape[0]
-        head_dim = channels // block.heads
-        self.keys = torch.zeros(batch, block.heads, positions, head_dim)
-        self.values = torch.zeros(batch, block.heads, positions, head_dim)
-
-    def step(self, t: int, h: torch.Tensor, previous: torch.Tensor) -> None:
-        block = self.block
-        tokens = block.tokens(h.unsqueeze(1), previous.unsqueeze(1), block.position[t])
-        q, k, v = block.split_heads(block.qkv(tokens))  # each (B, heads, 1, d)
-        self.keys[:, :, t : t + 1] = k
-        self.values[:, :, t : t + 1] = v
-        attended = F.scaled_dot_product_attention(q, self.keys[:, :, : t + 1], self.values[:, :, : t + 1])
-        h.add_(block.out(attended.reshape(h.shape)))
-
-
 class GatedCache(IncrementalModel):
-    # "gated" is per-pixel scratch; "attention" holds the key/value caches of gated-attention.
+    # "gated" is per-pixel scratch; "attention_state" lists the attention blocks' key/value caches.
     STATE = ("conds", "inp", "v_in", "h_row", "stem_row", "vh_row", "previous", "attention_state")
 
     def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
@@ -168,14 +145,15 @@ class GatedCache(IncrementalModel):
         self.position_at = [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(s)] for row in self.h_row]
         self.vh_at = [[vh[:, j] for j in range(s)] for vh in self.vh_row]
         self.stem_at = [self.stem_row[:, j] for j in range(s)]
-        # gated-attention: a key/value cache per block, and the encoded pixel before the next one.
+        # gated-attention: a key/value cache per block, and the value of the pixel before the
+        # next one (``levels`` before the first pixel: the attention's "no previous pixel").
         self.attention = {
-            int(index): AttentionCache(block, n, s * s)
+            int(index): AttentionCache(block, n, s * s, self.input_table)
             for index, block in model.attention.items()
             if isinstance(block, CausalSelfAttention)
         }
         self.attention_state = [t for cache in self.attention.values() for t in (cache.keys, cache.values)]
-        self.previous = torch.zeros(n, 2)  # zeros before the first pixel, as previous_pixels pads
+        self.previous = torch.full((n,), self.levels, dtype=torch.long)
 
     def begin_row(self, i: int) -> None:
         k, s = self.k, self.size
@@ -221,9 +199,8 @@ class GatedCache(IncrementalModel):
         return self.head(torch.bmm(self.gated, self.skip_w).sum(0))
 
     def write(self, i: int, j: int, values: torch.Tensor) -> None:
-        encoded = self.encode(values)
-        self.inp[:, i + self.k, j + self.k] = encoded
-        self.previous.copy_(encoded)
+        self.inp[:, i + self.k, j + self.k] = self.encode(values)
+        self.previous.copy_(values)
 
 
 class PixelCNNCache(IncrementalModel):
