@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("app")
 
@@ -55,7 +56,22 @@ def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[d
     return "; ".join(parts) or "invalid request", errors
 
 
+# nginx's "client closed request": recorded in metrics (a 4xx, so no 5xx alert fires) and
+# logged, though the client is gone and never reads it.
+CLIENT_CLOSED = 499
+
+
+def client_closed(request: Request) -> JSONResponse:
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "the client disconnected before the request was complete"}, CLIENT_CLOSED)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Every route that reads a body ends here when its client goes away mid-upload.
+        return client_closed(request)
+
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
@@ -63,6 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail
+        if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's own body parsing wraps it
+            return client_closed(request)
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = "the body could not be parsed: send JSON (UTF-8) or multipart/form-data as documented"
         elif exc.status_code == 404:

@@ -1,0 +1,71 @@
+"""What a hostile client found (issue 15), pinned down against a real server on 127.0.0.1:
+dropped uploads, slow clients, errors that say what is wrong, liveness under heatmap bursts."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import random_model
+from tests.server import running_server
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=5)
+    settings = Settings(max_batch_delay_ms=2, max_upload_bytes=300_000, body_timeout_s=1.0)
+    app = create_app(settings, model_loader=lambda s: model)
+    with running_server(app) as base:
+        yield base
+
+
+def raw_exchange(url: str, request: bytes, hold_s: float = 0.3, read: bool = False) -> bytes:
+    """Send ``request`` bytes on a fresh socket, wait ``hold_s``, then read (or just close)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        time.sleep(hold_s)
+        if not read:
+            return b""
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def server_errors(url: str) -> dict[str, float]:
+    """``route -> count`` of 5xx answers the server has recorded."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = re.findall(r'pixelcnn_requests_total\{route="([^"]+)",status="5\d\d"\} (\S+)', text)
+    return {route: float(count) for route, count in found}
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/octet-stream", b"0123456789"),
+        (
+            "multipart/form-data; boundary=XyZ",
+            b'--XyZ\r\nContent-Disposition: form-data; name="data"; '
+            b'filename="d"\r\nContent-Type: application/octet-stream\r\n\r\n0123456789',
+        ),
+    ],
+)
+def test_a_client_that_drops_an_upload_is_not_a_server_error(
+    url: str, content_type: str, body: bytes
+) -> None:
+    for path in ("/decompress", "/compress", "/likelihood"):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: 1000\r\n\r\n"
+        ).encode()
+        raw_exchange(url, head + body, hold_s=0.3)
+    time.sleep(0.5)  # the server notices the disconnect
+    assert server_errors(url) == {}
