@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar
 
 import torch
 
 from app.errors import ClientError
 from app.metrics import Metrics
+from app.progress import BatchRows, Progress
 from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
 from model.inference.cached import cached_sample
@@ -67,6 +68,8 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
     noise: torch.Tensor  # (n, H*W) float64 uniforms
     labels: torch.Tensor | None  # (n,) int64, None for an unconditional model
     temperatures: torch.Tensor  # (n,) float64
+    progress: Progress | None = None  # a streamed request's rows go here
+    parts: BatchRows | None = field(default=None, repr=False)  # set by merge: whose rows are whose
 
     @property
     def images(self) -> int:
@@ -81,10 +84,13 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
             torch.cat([job.noise for job in jobs]),
             _cat([job.labels for job in jobs]),
             torch.cat([job.temperatures for job in jobs]),
+            parts=BatchRows([(job.images, job.progress) for job in jobs]),
         )
 
     def run(self, model: PixelCNN, metrics: Metrics) -> tuple[torch.Tensor, torch.Tensor]:
-        images, bits = cached_sample(model, self.noise, self.labels, self.temperatures)
+        # Only a batch with a streamed request watches its rows (and may drop a request's images).
+        hook = self.parts if self.parts is not None and self.parts.streamed else None
+        images, bits = cached_sample(model, self.noise, self.labels, self.temperatures, on_row=hook)
         metrics.images_generated.inc(images.shape[0])
         return images, bits
 
@@ -92,6 +98,8 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
         self, result: tuple[torch.Tensor, torch.Tensor], sizes: list[int]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         images, bits = result
+        if self.parts is not None:  # a request dropped on the way gets no images (nobody waits)
+            sizes = self.parts.sizes()
         return list(zip(images.split(sizes), bits.split(sizes), strict=True))
 
 
@@ -142,6 +150,7 @@ class CompleteJob(Job[Completion]):
     seeds: list[int]
     temperature: float
     particles: int
+    progress: Progress | None = None  # a streamed request's rows go here
 
     @property
     def images(self) -> int:
@@ -157,6 +166,7 @@ class CompleteJob(Job[Completion]):
             seeds=self.seeds,
             temperature=self.temperature,
             particles=self.particles,
+            on_row=self.progress,
         )
 
 

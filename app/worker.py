@@ -84,6 +84,10 @@ class InferenceWorker:
 
     async def submit(self, job: Job[R], request: Request | None = None) -> R:
         """Queue a job and wait for its result (503 when overloaded or too slow)."""
+        return await self.wait(self.enqueue(job), request)
+
+    def enqueue(self, job: Job[Any]) -> Ticket:
+        """Queue a job at once, or refuse it (422 too big, 503 overloaded): ``wait`` for it next."""
         loop = asyncio.get_running_loop()
         images = job.images
         ticket = Ticket(job, loop, loop.create_future())
@@ -108,6 +112,10 @@ class InferenceWorker:
             self.pending_images += images
             self.metrics.queue_depth.set(self.pending_images)
             self.condition.notify_all()
+        return ticket
+
+    async def wait(self, ticket: Ticket, request: Request | None = None) -> Any:
+        """The queued job's result; leaving early (timeout, client gone, cancelled) drops it."""
         waiters: list[asyncio.Future[Any]] = [ticket.future]
         watcher = asyncio.ensure_future(self._watch_disconnect(request)) if request else None
         if watcher is not None:
@@ -123,8 +131,7 @@ class InferenceWorker:
             if ticket.future not in done:  # timed out, client gone, or this task was cancelled
                 self._cancel(ticket)
         if ticket.future in done:
-            result: R = ticket.future.result()
-            return result
+            return ticket.future.result()
         if watcher is not None and watcher in done:
             self.metrics.rejections.labels(reason="client_gone").inc()
             raise ClientError(499, "the client closed the connection")

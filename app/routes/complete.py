@@ -12,12 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import parse_box, to_model_values
-from app.jobs import CompleteJob
+from app.jobs import CompleteJob, Completion
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
 from app.routes.uploads import image_upload, mask_upload
 from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
+from app.streaming import stream, wants_stream
 
 router = APIRouter(tags=["complete"])
 
@@ -70,7 +71,8 @@ async def complete_image(
 ) -> Response:
     """Complete the region given by ``mask``, ``box`` or the image's transparency; known pixels
     are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole.
-    Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image."""
+    Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image.
+    With ``Accept: text/event-stream`` the completions stream row by row (see ``app.streaming``)."""
     if n > settings.max_images:
         raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} completions per request")
     if particles > settings.max_particles:
@@ -92,18 +94,15 @@ async def complete_image(
     values = to_model_values(upload.gray, serving.levels)
     region_tensor = torch.from_numpy(region.copy())
 
+    def finish(result: Completion, fmt: Format = "json") -> Response:
+        images, bits, used = result
+        # The label each completion was drawn with: the one asked for, or the one it inferred.
+        labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
+        return images_response(
+            images, seeds, labels, bits, levels=serving.levels, fmt=fmt, scale=scale, info=serving.info
+        )
+
     job = CompleteJob(values, region_tensor, n, chosen_label, seeds, temperature, particles)
-    images, bits, used = await serving.worker.submit(job, request)
-    # The label each completion was drawn with: the one asked for, or the one it inferred.
-    labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
-    return await run_in_threadpool(
-        images_response,
-        images,
-        seeds,
-        labels,
-        bits,
-        levels=serving.levels,
-        fmt=format,
-        scale=scale,
-        info=serving.info,
-    )
+    if wants_stream(request):
+        return stream(serving, job, finish, scale=scale, known=~region_tensor.bool())
+    return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)

@@ -12,8 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ClientError
 from app.jobs import GenerateJob
 from app.rendering import images_response
-from app.schemas import SEED_LIMIT, GenerateRequest, ImagesResponse, check_seed, error_responses, parse_label
+from app.schemas import (
+    SEED_LIMIT,
+    Format,
+    GenerateRequest,
+    ImagesResponse,
+    check_seed,
+    error_responses,
+    parse_label,
+)
 from app.serving import ServingDep, SettingsDep
+from app.streaming import STREAM_RESPONSE, stream, wants_stream
 from model.inference.sampling import check_labels, per_image_noise
 
 router = APIRouter(tags=["generate"])
@@ -21,9 +30,11 @@ router = APIRouter(tags=["generate"])
 PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {
         "model": ImagesResponse,
-        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, **STREAM_RESPONSE},
         "description": "format=png: a PNG (one image, or a grid), seeds in the X-Seeds header; "
-        "format=json: one PNG per image with its seed, label and bits/dim",
+        "format=json: one PNG per image with its seed, label and bits/dim; "
+        "Accept: text/event-stream: server-sent progress events with partial images, then the "
+        "format=json body as a result event",
     },
 }
 
@@ -34,7 +45,8 @@ PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
 async def generate(
     body: GenerateRequest, serving: ServingDep, settings: SettingsDep, request: Request
 ) -> Response:
-    """Sample ``n`` images. Image i uses seed ``seed + i``, so any image can be made again alone."""
+    """Sample ``n`` images. Image i uses seed ``seed + i``, so any image can be made again alone.
+    With ``Accept: text/event-stream`` the images stream row by row (see ``app.streaming``)."""
     if body.n > settings.max_images:
         raise ClientError(422, f"n = {body.n} is too many: at most {settings.max_images} images per request")
     check_seed(body.seed, body.n)
@@ -45,16 +57,22 @@ async def generate(
     labels = check_labels(model, label, body.n, seeds)
     noise = per_image_noise(seeds, serving.size**2)
     temperatures = torch.full((body.n,), body.temperature, dtype=torch.float64)
-    images, bits = await serving.worker.submit(GenerateJob(noise, labels, temperatures), request)
     label_list: list[int | None] = [None] * body.n if labels is None else [int(y) for y in labels]
-    return await run_in_threadpool(
-        images_response,
-        images,
-        seeds,
-        label_list,
-        bits,
-        levels=serving.levels,
-        fmt=body.format,
-        scale=body.scale,
-        info=serving.info,
-    )
+
+    def finish(result: tuple[torch.Tensor, torch.Tensor], fmt: Format = "json") -> Response:
+        images, bits = result
+        return images_response(
+            images,
+            seeds,
+            label_list,
+            bits,
+            levels=serving.levels,
+            fmt=fmt,
+            scale=body.scale,
+            info=serving.info,
+        )
+
+    job = GenerateJob(noise, labels, temperatures)
+    if wants_stream(request):
+        return stream(serving, job, finish, scale=body.scale)
+    return await run_in_threadpool(finish, await serving.worker.submit(job, request), body.format)

@@ -6,12 +6,14 @@ each requested completion runs K particles; every known pixel multiplies a parti
 by the model's probability of that pixel, and when the effective sample size of a group
 falls below K/2 the group is resampled (systematic resampling). The final completion is drawn
 from its group by weight, so it agrees with the known pixels below and right of the hole.
+``on_row(rows_done, images)`` watches it draw: after every row, the leading particle of each
+completion (a hook stops the work by raising).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -76,6 +78,7 @@ def complete(
     seeds: Sequence[int] | None = None,
     temperature: float = 1.0,
     particles: int = 1,
+    on_row: Callable[[int, torch.Tensor], object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Fill the pixels where ``mask`` is True; known pixels come back bit-identical.
 
@@ -137,6 +140,9 @@ def complete(
                 out, bits = out[index], bits[index]
                 if label_tensor is not None:
                     label_tensor = label_tensor[index]  # a particle keeps its label
+        if on_row is not None and j == size - 1:  # the leading particle of each completion so far
+            leading = out.view(n, k, pixels)[torch.arange(n), log_weight.argmax(1)]
+            on_row(i + 1, leading.view(n, 1, size, size).to(torch.uint8))
     # One particle per completion, drawn by its final weight.
     chosen = []
     for c in range(n):
