@@ -11,6 +11,7 @@ import sys
 import uvicorn
 
 from app.settings import get_settings
+from app.timeouts import header_timeout_protocol
 from model.checkpoint import CheckpointError, load
 
 
@@ -26,7 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: cannot start: {exc} (set PIXELCNN_WEIGHTS to a weights file)", file=sys.stderr)
         return 1
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    # Request headers are timed by the protocol, bodies by the app's middleware (app.timeouts).
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        http=header_timeout_protocol(settings.header_timeout_s),
+    )
     return 0
 
 

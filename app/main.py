@@ -20,6 +20,7 @@ from app.metrics import Metrics, MetricsMiddleware
 from app.routes import codec, complete, generate, likelihood, meta
 from app.serving import Serving, describe
 from app.settings import Settings, get_settings
+from app.timeouts import BodyTimeout
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError, load
 from model.network.pixelcnn import PixelCNN
@@ -74,11 +75,13 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     limit = (settings or get_settings()).max_upload_bytes
+    body_timeout = (settings or get_settings()).body_timeout_s
     install_error_handlers(app)
     for module in (generate, complete, likelihood, codec, meta):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=limit)
+    app.add_middleware(BodyTimeout, seconds=body_timeout)
     app.add_middleware(DocsPolicy)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     max_completion_batch: int = Field(256, ge=1, description="most n * particles in one completion")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
     max_image_pixels: int = Field(4_000_000, ge=784, description="largest decoded image, in pixels")
+    # Slow clients: 408 and the connection closed beyond these.
+    header_timeout_s: float = Field(30.0, gt=0, description="longest wait for a request's headers")
+    body_timeout_s: float = Field(30.0, gt=0, description="longest pause while receiving a body")
     # Dynamic batching and backpressure.
     batching: bool = Field(True, description="merge queued requests into one batch")
     max_batch_size: int = Field(64, ge=1, description="most images in one merged batch")

@@ -13,6 +13,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from app.timeouts import header_timeout_protocol
 from tests.conftest import random_model
 from tests.server import running_server
 
@@ -69,3 +70,43 @@ def test_a_client_that_drops_an_upload_is_not_a_server_error(
         raw_exchange(url, head + body, hold_s=0.3)
     time.sleep(0.5)  # the server notices the disconnect
     assert server_errors(url) == {}
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else 0
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(url: str) -> None:
+    """The fixture's server waits 1 s for more of a body (``body_timeout_s``)."""
+    head = (
+        b"POST /decompress HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    started = time.monotonic()
+    answer = raw_exchange(url, head + b"0123456789", hold_s=0, read=True)  # read until closed
+    assert status_of(answer) == 408, answer[:200]
+    assert b"not received within 1 s" in answer
+    assert time.monotonic() - started < 8
+
+
+@pytest.fixture(scope="module")
+def launcher_url() -> Iterator[str]:
+    """A server with the protocol that ``python -m app`` serves with, headers timed at 1 s."""
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=5)
+    app = create_app(Settings(max_batch_delay_ms=2), model_loader=lambda s: model)
+    with running_server(app, http=header_timeout_protocol(1.0)) as base:
+        yield base
+
+
+def test_slow_headers_get_408_and_silent_connections_are_closed(launcher_url: str) -> None:
+    started = time.monotonic()
+    partial = raw_exchange(launcher_url, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ", 0, read=True)
+    silent = raw_exchange(launcher_url, b"", 0, read=True)
+    assert status_of(partial) == 408 and b"headers not received within 1 s" in partial
+    assert silent == b""
+    assert time.monotonic() - started < 8
+    # A prompt client on the same server is served as usual, kept alive across requests.
+    with httpx.Client(base_url=launcher_url, timeout=10) as client:
+        assert client.get("/health").status_code == 200
+        time.sleep(1.5)
+        assert client.get("/health").status_code == 200
