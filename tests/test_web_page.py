@@ -50,7 +50,7 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
         page.select_option("#gen-label", "7")
         page.fill("#gen-seed", "3")
         page.click("#generate-button")
-        page.wait_for_selector("#gen-results figure img", timeout=60_000)
+        page.wait_for_selector("#gen-results figure img:not(.partial)", timeout=60_000)
         assert page.locator("#gen-results figure").count() == 4
         assert "sneaker #3" in (page.locator("#gen-results figcaption").first.text_content() or "")
 
@@ -59,7 +59,7 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
         page.select_option("#cmp-n", "4")
         page.select_option("#cmp-particles", "4")
         page.click("#complete-button")
-        page.wait_for_selector("#cmp-results figure img", timeout=60_000)
+        page.wait_for_selector("#cmp-results figure img:not(.partial)", timeout=60_000)
         assert page.locator("#cmp-results figure").count() == 4
         assert "bits/dim" in (page.locator("#cmp-results figcaption").first.text_content() or "")
 

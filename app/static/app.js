@@ -108,20 +108,17 @@ function figure(src, caption, onClick) {
 // --- calls --------------------------------------------------------------------------------
 async function generate(event) {
   event.preventDefault();
-  const button = $("generate-button");
-  button.disabled = true;
   setStatus("gen-status", "sampling…");
   const body = { n: Number($("gen-n").value), temperature: Number($("gen-temperature").value), format: "json" };
   if ($("gen-label").value !== "") body.label = Number($("gen-label").value);
   if ($("gen-seed").value !== "") body.seed = Number($("gen-seed").value);
   const started = performance.now();
+  const gallery = $("gen-results");
+  const bar = $("gen-progress");
   try {
-    const response = await fetch("/generate", {
+    const result = await cancellable($("generate-button"), bar, (signal) => streamJob("/generate", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    if (!response.ok) { setStatus("gen-status", await errorText(response), true); return; }
-    const result = await response.json();
-    const gallery = $("gen-results");
+    }, (progress) => showProgress(gallery, bar, "gen-status", progress), signal));
     gallery.replaceChildren();
     for (const item of result.images) {
       const src = `data:image/png;base64,${item.png_base64}`;
@@ -131,17 +128,13 @@ async function generate(event) {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     setStatus("gen-status", `${result.images.length} images in ${seconds} s`);
   } catch (e) {
-    setStatus("gen-status", `request failed: ${e}`, true);
-  } finally {
-    button.disabled = false;
+    streamFailed("gen-status", e);
   }
 }
 
 async function complete(event) {
   event.preventDefault();
   if (!state.mask.some((m) => m)) { setStatus("cmp-status", "paint the region to fill first (red)", true); return; }
-  const button = $("complete-button");
-  button.disabled = true;
   setStatus("cmp-status", "completing…");
   const form = new FormData();
   form.append("image", await toPngBlob(state.image), "image.png");
@@ -150,11 +143,12 @@ async function complete(event) {
   form.append("particles", $("cmp-particles").value);
   form.append("format", "json");
   if ($("cmp-label").value !== "") form.append("label", $("cmp-label").value);
+  const gallery = $("cmp-results");
+  const bar = $("cmp-progress");
   try {
-    const response = await fetch("/complete", { method: "POST", body: form });
-    if (!response.ok) { setStatus("cmp-status", await errorText(response), true); return; }
-    const result = await response.json();
-    const gallery = $("cmp-results");
+    const result = await cancellable($("complete-button"), bar, (signal) => streamJob(
+      "/complete", { method: "POST", body: form },
+      (progress) => showProgress(gallery, bar, "cmp-status", progress), signal));
     gallery.replaceChildren();
     for (const item of result.images) {
       const src = `data:image/png;base64,${item.png_base64}`;
@@ -162,9 +156,7 @@ async function complete(event) {
     }
     setStatus("cmp-status", `${result.images.length} completions`);
   } catch (e) {
-    setStatus("cmp-status", `request failed: ${e}`, true);
-  } finally {
-    button.disabled = false;
+    streamFailed("cmp-status", e);
   }
 }
 
