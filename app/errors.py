@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,25 @@ class ClientError(Exception):
         self.headers = headers
 
 
+SHOWN_CHARS = 100  # the most of a client's value an error repeats back
+LISTED_ERRORS = 10  # the most validation errors one answer lists
+JSON_BODY_ERRORS = ("model_attributes_type", "dict_type", "model_type")
+BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to about ``SHOWN_CHARS`` characters: what an error may echo."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 20]}... ({len(text):,} characters)"
+
+
+def _not_finite(value: object) -> bool:
+    try:
+        return isinstance(value, (str, float)) and not math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 def json_problem(body: Any, error: dict[str, Any]) -> str:
     """Where and why a body is not JSON, e.g. "not valid JSON at line 1, column 7 (expecting value)"."""
     offsets = [p for p in error.get("loc", ()) if isinstance(p, int)]
@@ -43,17 +63,44 @@ def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[d
     bytes or anything else that JSON cannot carry)."""
     errors: list[dict[str, Any]] = []
     parts = []
-    for error in exc.errors():
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+    found = exc.errors()
+    for error in found[:LISTED_ERRORS]:
+        loc = [str(p)[:SHOWN_CHARS] for p in error.get("loc", ()) if p not in ("body", "query", "path")]
         message = str(error.get("msg", "invalid value"))
-        if error.get("type") == "json_invalid":
+        if error.get("type") in BOUND_ERRORS and _not_finite(error.get("input")):
+            message = f"must be a finite number, got {shown(error.get('input'))}"
+        elif error.get("type") == "json_invalid":
             # The location is a character offset into the body, not a field: say it in words.
             message = json_problem(exc.body, error)
             loc = []
         field = ".".join(loc) or "body"
         parts.append(f"{field}: {message}")
         errors.append({"loc": loc, "msg": message, "type": str(error.get("type", ""))})
+    if len(found) > LISTED_ERRORS:
+        parts.append(f"... and {len(found) - LISTED_ERRORS} more")
     return "; ".join(parts) or "invalid request", errors
+
+
+def upload_cut_short(request: Request) -> bool:
+    """A multipart body that ended before its closing boundary (``app.limits`` keeps its tail)."""
+    content_type = request.headers.get("content-type", "")
+    tail = request.scope.get("state", {}).get("body_tail")
+    if not content_type.startswith("multipart/form-data") or tail is None:
+        return False
+    boundary = content_type.partition("boundary=")[2].split(";")[0].strip().strip('"')
+    return bool(boundary) and f"--{boundary}--".encode() not in tail
+
+
+INCOMPLETE = "the upload was incomplete: the multipart body ended before its closing boundary"
+
+
+def not_json(request: Request, exc: RequestValidationError) -> str | None:
+    """Why a JSON route got no object: a body sent as something other than JSON."""
+    content_type = request.headers.get("content-type", "") or "none"
+    whole_body = [e for e in exc.errors() if tuple(e.get("loc", ())) == ("body",)]
+    if "json" in content_type or not any(e.get("type") in JSON_BODY_ERRORS for e in whole_body):
+        return None
+    return f"the body must be JSON, sent with Content-Type: application/json (got {shown(content_type)})"
 
 
 # nginx's "client closed request": recorded in metrics (a 4xx, so no 5xx alert fires) and
@@ -74,6 +121,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
+        if exc.status == 422 and upload_cut_short(request):  # e.g. "'data' is missing"
+            return JSONResponse({"detail": INCOMPLETE}, status_code=400)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
@@ -84,7 +133,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = "the body could not be parsed: send JSON (UTF-8) or multipart/form-data as documented"
         elif exc.status_code == 404:
-            detail = f"not found: {request.url.path} (see /docs for the routes)"
+            detail = f"not found: {shown(request.url.path)} (see /docs for the routes)"
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -95,5 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if upload_cut_short(request):  # its missing fields are not the client's real problem
+            return JSONResponse({"detail": INCOMPLETE}, status_code=400)
+        if (wrong_type := not_json(request, exc)) is not None:
+            return JSONResponse({"detail": wrong_type}, status_code=415)
         detail, errors = describe_validation_errors(exc)
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)

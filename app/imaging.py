@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import ClientError
+from app.errors import ClientError, shown
 from model.data import dequantize, quantize
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -26,6 +26,21 @@ ACCEPTED_TEXT = "PNG, JPEG, WebP, BMP or GIF"
 class Upload:
     gray: np.ndarray  # (size, size) uint8 0..255, light-on-dark like Fashion-MNIST
     transparent: np.ndarray | None  # (size, size) bool, True where alpha < 50%, if it had alpha
+
+
+def signature_format(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` starts with, if any."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data.startswith(b"BM") and len(data) >= 14:
+        return "BMP"
+    return None
 
 
 def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
@@ -39,13 +54,17 @@ def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ClientError(413, f"'{field}' has too many pixels to decode safely") from None
     except UnidentifiedImageError:
+        if (kind := signature_format(data)) is not None:
+            raise ClientError(400, f"'{field}' is a damaged {kind}: it could not be read") from None
         raise ClientError(
             415, f"'{field}' is not an image in an accepted format: send {ACCEPTED_TEXT}"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ClientError(400, f"'{field}' could not be read as an image ({exc})") from None
     width, height = image.size
-    if width < 1 or height < 1 or width * height > max_pixels:
+    if width < 1 or height < 1:
+        raise ClientError(400, f"'{field}' is a damaged image: it declares {width}x{height} pixels")
+    if width * height > max_pixels:
         raise ClientError(
             413, f"'{field}' is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted"
         )
@@ -154,11 +173,11 @@ def parse_box(text: str, size: int) -> np.ndarray:
     try:
         x0, y0, x1, y1 = (int(p) for p in parts)
     except ValueError:
-        raise ClientError(422, f"box must be four integers 'x0,y0,x1,y1', got {text!r}") from None
+        raise ClientError(422, f"box must be four integers 'x0,y0,x1,y1', got {shown(text)}") from None
     if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
         raise ClientError(
             422,
-            f"box {text!r} must satisfy 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size} "
+            f"box {shown(text)} must satisfy 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size} "
             "(model pixels, end-exclusive)",
         )
     mask = np.zeros((size, size), dtype=bool)

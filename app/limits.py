@@ -6,6 +6,8 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+TAIL_BYTES = 256  # enough for a multipart closing boundary (at most 70 characters)
+
 
 class BodyTooLarge(HTTPException):
     """Raised from ``receive``; an HTTPException so that body parsing passes it through."""
@@ -39,14 +41,20 @@ class BodySizeLimit:
             return
         received = 0
         started = False
+        tail = b""
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                # The body's last bytes, so that an error can tell a multipart body cut short.
+                tail = (tail + chunk)[-TAIL_BYTES:]
+                if not message.get("more_body", False):
+                    scope.setdefault("state", {})["body_tail"] = tail
             return message
 
         async def tracking_send(message: Message) -> None:

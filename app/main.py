@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         "trained on Fashion-MNIST. Errors are JSON objects with a 'detail' message.",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the online validator
+        # No /path/ -> /path redirects: Starlette builds them from the Host header.
+        redirect_slashes=False,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import ClientError
+from app.errors import ClientError, shown
 from model.data import CLASS_NAMES
 
 SEED_LIMIT = 2**32
@@ -44,7 +44,9 @@ def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
         else:
             text = ALIASES.get(text, ALIASES.get(text.replace("-", " "), text))
             if text not in CLASS_NAMES:
-                raise ClientError(422, f"unknown label {value!r}: use 0..{num_classes - 1} or one of {names}")
+                raise ClientError(
+                    422, f"unknown label {shown(value)}: use 0..{num_classes - 1} or one of {names}"
+                )
             return CLASS_NAMES.index(text)
     if not 0 <= value < num_classes:
         raise ClientError(422, f"label {value} is out of range: use 0..{num_classes - 1} or a class name")

@@ -3,19 +3,32 @@ dropped uploads, slow clients, errors that say what is wrong, liveness under hea
 
 from __future__ import annotations
 
+import io
 import re
 import socket
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
 from app.timeouts import header_timeout_protocol
 from tests.conftest import random_model
 from tests.server import running_server
+
+
+def png(picture: Image.Image) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+GRAY = png(Image.new("L", (28, 28), 90))
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +123,62 @@ def test_slow_headers_get_408_and_silent_connections_are_closed(launcher_url: st
         assert client.get("/health").status_code == 200
         time.sleep(1.5)
         assert client.get("/health").status_code == 200
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+ZERO_BY_ZERO = PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("damaged", [PNG_SIGNATURE, ZERO_BY_ZERO], ids=["signature-only", "0x0"])
+def test_a_damaged_png_is_a_400_that_says_damaged(url: str, damaged: bytes) -> None:
+    r = httpx.post(url + "/likelihood", files={"image": ("x.png", damaged, "image/png")}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "damaged PNG" in r.json()["detail"]
+
+
+def test_a_multipart_body_cut_off_inside_the_image_says_the_upload_was_incomplete(url: str) -> None:
+    whole = httpx.Request("POST", url + "/likelihood", files={"image": ("x.png", GRAY, "image/png")})
+    body = whole.read()
+    cut = body[: len(body) // 2]
+    headers = {"Content-Type": whole.headers["Content-Type"]}
+    r = httpx.post(url + "/likelihood", content=cut, headers=headers, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "upload was incomplete" in r.json()["detail"]
+
+
+def test_generate_with_a_form_body_says_to_send_json(url: str) -> None:
+    r = httpx.post(url + "/generate", data={"n": "1"}, timeout=30)  # what curl -d sends
+    assert r.status_code == 415, r.text
+    assert "Content-Type: application/json" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("value", ["nan", "-inf"])
+def test_a_temperature_that_is_not_a_number_is_called_that(url: str, value: str) -> None:
+    files = {"image": ("x.png", GRAY, "image/png")}
+    r = httpx.post(
+        url + "/complete", files=files, data={"temperature": value, "box": "0,0,28,14"}, timeout=30
+    )
+    assert r.status_code == 422, r.text
+    assert "temperature: must be a finite number" in r.json()["detail"]
+
+
+def test_errors_echo_at_most_a_bounded_slice_of_the_input(url: str) -> None:
+    files = {"image": ("x.png", GRAY, "image/png")}
+    r = httpx.post(url + "/likelihood", files=files, data={"label": "z" * 200_000}, timeout=30)
+    assert r.status_code == 422 and len(r.content) < 1000, len(r.content)
+    keys = {f"k{i}": i for i in range(20_000)}
+    r = httpx.post(url + "/generate", json={"n": 1, **keys}, timeout=30)
+    assert r.status_code == 422 and len(r.content) < 5000, len(r.content)
+    assert "and 19990 more" in r.json()["detail"]
+
+
+def test_a_trailing_slash_never_redirects_to_the_host_header(url: str) -> None:
+    r = httpx.get(url + "/health/", headers={"Host": "evil.example"}, timeout=10)
+    assert "evil.example" not in r.headers.get("location", "")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json"
