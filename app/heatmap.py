@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from starlette.concurrency import run_in_threadpool
+
+# Drawing holds the GIL for most of its ~50 ms: forty at once in the thread pool starve the
+# event loop (/health took seconds). One at a time keeps the loop free; the rest wait here.
+RENDERING = asyncio.Semaphore(1)
+
+
+async def render_heatmap(gray: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
+    """``heatmap_png`` off the event loop, one drawing at a time."""
+    async with RENDERING:
+        return await run_in_threadpool(heatmap_png, gray, bits, bits_per_dim)
 
 
 def heatmap_png(gray: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:

@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
-from starlette.concurrency import run_in_threadpool
 
-from app.heatmap import heatmap_png
+from app.heatmap import render_heatmap
 from app.imaging import to_model_values
 from app.jobs import LikelihoodJob
 from app.routes.uploads import image_upload
@@ -48,7 +47,7 @@ async def likelihood(
     bits = (-result.log2_probs[0]).double()
     bits_per_dim = float(result.bits_per_dim[0])
     if format == "png":
-        png = await run_in_threadpool(heatmap_png, upload.gray, bits.numpy(), bits_per_dim)
+        png = await render_heatmap(upload.gray, bits.numpy(), bits_per_dim)
         return Response(png, media_type="image/png", headers={"X-Bits-Per-Dim": f"{bits_per_dim:.4f}"})
     posterior = None
     if result.class_posterior is not None:
