@@ -4,8 +4,8 @@
 They were made by the encoder as it was before it was rewritten for speed (issue 18), at
 commit 518d4b6, so ``tests/test_codec_fixtures.py`` checks that today's encoder writes exactly
 these bytes and that they still decode. Rewrite them only when the weights of a case change
-(the shipped weights, or how a small seeded model is built), never to make an encoder change
-pass.
+(the shipped weights, or how a small seeded model is built), with that same encoder (check out
+518d4b6 with the new weights and this file beside it), never to make an encoder change pass.
 
 Inputs are fixed: Fashion-MNIST test images by index for the shipped weights, seeded noise for
 small seeded models (``tests.conftest.random_model``).

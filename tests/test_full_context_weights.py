@@ -1,9 +1,8 @@
-"""The full-context weights in training (``checkpoints/``): every pixel before the last one
-reaches the last pixel's logits, unlike the shipped gated weights, whose top rows never do."""
+"""The shipped full-context weights: every pixel before the last one reaches the last pixel's
+logits, and the last pixel itself does not (the gated weights shipped before them never saw
+rows 0-11 from there)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -11,7 +10,6 @@ from model.checkpoint import load
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import SHIPPED_WEIGHTS
 
-TRAINING = Path(__file__).resolve().parents[1] / "checkpoints" / "pixelcnn-gated-attention-latest.safetensors"
 CHUNK = 49
 
 
@@ -31,15 +29,11 @@ def last_pixel_shift_per_flip(model: PixelCNN) -> torch.Tensor:
     return torch.cat(shifts)
 
 
-def test_the_full_context_weights_see_every_earlier_pixel_and_not_the_pixel_itself() -> None:
-    model = load(TRAINING)
+def test_the_shipped_weights_see_every_earlier_pixel_and_not_the_pixel_itself() -> None:
+    model = load(SHIPPED_WEIGHTS)
     assert model.config.arch == "gated-attention"
     shifts = last_pixel_shift_per_flip(model)
     assert float(shifts[:-1].min()) >= 1e-5, f"pixel {int(shifts[:-1].argmin())} barely reaches the last one"
     assert float(shifts[-1]) == 0.0
-
-
-def test_the_shipped_gated_weights_see_only_a_local_window() -> None:
-    shifts = last_pixel_shift_per_flip(load(SHIPPED_WEIGHTS)).view(28, 28)
-    assert bool((shifts[:12] == 0).all()), "rows 0-11 should be out of the gated model's reach"
-    assert float(shifts[26, 27]) > 0 and float(shifts[27, 26]) > 0
+    # The top rows, out of reach of the gated stacks alone, reach it through attention.
+    assert float(shifts.view(28, 28)[:12].max()) > 1e-3

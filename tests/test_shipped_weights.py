@@ -21,9 +21,9 @@ from tests.conftest import SHIPPED_WEIGHTS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_shipped_weights_are_a_conditional_gated_model_with_their_facts(shipped_model: PixelCNN) -> None:
+def test_shipped_weights_are_a_conditional_full_context_model_with_facts(shipped_model: PixelCNN) -> None:
     config = shipped_model.config
-    assert config.arch == "gated" and config.num_classes == 10 and config.image_size == 28
+    assert config.arch == "gated-attention" and config.num_classes == 10 and config.image_size == 28
     assert SHIPPED_WEIGHTS.stat().st_size < 50 * 1024 * 1024
     meta = read_metadata(SHIPPED_WEIGHTS)
     for key in ("test_bits_per_dim", "validation_bits_per_dim", "epochs", "steps", "data"):
@@ -34,7 +34,9 @@ def test_shipped_weights_are_a_conditional_gated_model_with_their_facts(shipped_
 def test_cached_logits_equal_the_forward_pass_on_real_images(shipped_model: PixelCNN) -> None:
     test = load_fashion_mnist("test")
     x, y = test.images[:3].long(), test.labels[:3]
-    assert torch.allclose(cached_logits(shipped_model, x, y), shipped_model(x, y), atol=1e-4, rtol=0)
+    # float32 sums in another order (attention over up to 784 positions, logits up to about 33):
+    # measured at most 1.3e-4 apart; the samplers' exact agreement is the test below.
+    assert torch.allclose(cached_logits(shipped_model, x, y), shipped_model(x, y), atol=5e-4, rtol=0)
 
 
 def test_fast_and_naive_samplers_agree_on_the_shipped_weights(shipped_model: PixelCNN) -> None:
