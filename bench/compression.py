@@ -1,12 +1,15 @@
-"""``python -m bench.compression --weights PATH --limit N``: our codec against PNG, WebP, gzip, xz.
+"""``python -m bench.compression --weights PATH --limit N``: our codec's size and speed, and PNG, WebP, xz.
 
-On the first N Fashion-MNIST test images, one file per image: the codec (``model.codec``,
+On the first N Fashion-MNIST test images (default 1,000): the codec (``model.codec``,
 container included) beside the model's ideal bits, PNG (Pillow, ``optimize=True``), WebP
-lossless (method 6), and JPEG XL lossless when an installed package can encode it; gzip and
-xz over the whole raw set for reference. Also the median encode and decode time per image
-and how many round trips came back bit-exact. It prints a table (the last line is JSON) and
-asserts nothing about time. Every method codes the same model values (for 256 levels, the
-8-bit images themselves).
+lossless (method 6), and JPEG XL lossless when an installed package can encode it, one file
+per image; gzip and xz over the whole raw set for reference. The codec codes the images in
+containers of each of ``--sizes`` images (default 1, 32 and 64: ``/compress`` makes one
+container per request, of 1 up to 64 images), and for each size it reports bits/dim, images
+per second encoding (``compress_with_stats``) and decoding (``decompress``) after one untimed
+warm-up container, the median seconds per container each way, and how many images came back
+bit-exact. It prints tables (the last line is JSON) and asserts nothing about time. Every
+method codes the same model values (for 256 levels, the 8-bit images themselves).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import lzma
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +33,7 @@ from tqdm import tqdm
 from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
 from model.codec import compress_with_stats, decompress
 from model.data import load_fashion_mnist, quantize
+from model.network.pixelcnn import PixelCNN
 
 Encoder = Callable[[np.ndarray], bytes]
 
@@ -57,33 +62,64 @@ def jpeg_xl_encoder() -> tuple[Encoder | None, str]:
     return None, "no encoder installed (Pillow here has no JXL codec; no pillow-jxl-plugin or imagecodecs)"
 
 
+@dataclass
+class Containers:
+    """The codec on a set of images cut into containers of ``size``: totals over all of them."""
+
+    size: int
+    images: int = 0
+    bytes: int = 0
+    ideal_bits: float = 0.0
+    exact: int = 0
+    encode_s: list[float] = field(default_factory=list)  # one per container
+    decode_s: list[float] = field(default_factory=list)
+
+    def speed(self) -> dict[str, float]:
+        return {
+            "encode_images_per_s": round(self.images / sum(self.encode_s), 2),
+            "decode_images_per_s": round(self.images / sum(self.decode_s), 2),
+            "encode_s_median": round(statistics.median(self.encode_s), 4),
+            "decode_s_median": round(statistics.median(self.decode_s), 4),
+        }
+
+
+def code_in_containers(model: PixelCNN, values: torch.Tensor, size: int) -> Containers:
+    """Compress and decompress ``values`` ``size`` images at a time, timing each call."""
+    decompress(model, compress_with_stats(model, values[:size])[0])  # warm-up, untimed
+    out = Containers(size)
+    for start in tqdm(range(0, len(values), size), desc=f"codec, {size} per container"):
+        x = values[start : start + size]
+        started = time.perf_counter()
+        data, bits = compress_with_stats(model, x)
+        out.encode_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        back = decompress(model, data)
+        out.decode_s.append(time.perf_counter() - started)
+        out.images += len(x)
+        out.bytes += len(data)
+        out.ideal_bits += bits
+        out.exact += int((back == x).flatten(1).all(1).sum())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.compression", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    p.add_argument("--limit", type=int, default=200, help="the first N test images")
+    p.add_argument("--limit", type=int, default=1000, help="the first N test images")
+    p.add_argument("--sizes", default="1,32,64", help="images per container, comma-separated")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (the codec itself uses 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
     model = load(args.weights)
     cfg = model.config
     data = load_fashion_mnist("test", args.data_dir, cfg.image_size)
     n = min(args.limit, len(data))
     values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, 1, H, W) model values
     dims = cfg.image_size**2
-
-    ours, ideal, enc_s, dec_s, exact = [], [], [], [], 0
-    for k in tqdm(range(n), desc="codec (images)"):
-        x = values[k : k + 1]
-        started = time.perf_counter()
-        blob, bits = compress_with_stats(model, x)
-        enc_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        exact += int(torch.equal(decompress(model, blob), x))
-        dec_s.append(time.perf_counter() - started)
-        ours.append(len(blob))
-        ideal.append(bits / 8)
+    runs = [code_in_containers(model, values, size) for size in sizes]
 
     pixels = values[:, 0].numpy()
     jxl, jxl_note = jpeg_xl_encoder()
@@ -95,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "JPEG XL lossless": (jxl, jxl_note if jxl is None else f"{jxl_note}, one file per image"),
     }
+    ideal = runs[0].ideal_bits / 8 / n
     rows: list[tuple[str, float | None, str]] = [
-        ("model ideal, -log2 p(x | label)", sum(ideal) / n, "what the model's probabilities cost"),
-        (
-            "ours (model.codec)",
-            sum(ours) / n,
-            f"one container per image: +{(sum(ours) - sum(ideal)) / n:.1f} B",
-        ),
+        ("model ideal, -log2 p(x | label)", ideal, "what the model's probabilities cost"),
     ]
+    for run in runs:
+        per = "one container per image" if run.size == 1 else f"containers of {run.size}"
+        overhead = f"{per}: +{run.bytes / n - ideal:.1f} B"
+        rows.append((f"ours, {run.size} per container", run.bytes / n, overhead))
     for name, (encode, note) in per_image.items():
         rows.append((name, None if encode is None else sum(len(encode(im)) for im in pixels) / n, note))
     raw = pixels.tobytes()
@@ -116,18 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     for name, size, note in rows:
         figures = f"{'n/a':>11} {'n/a':>9}" if size is None else f"{size:11.1f} {8 * size / dims:9.3f}"
         print(f"{name:34} {figures}  {note}")
-    encode_ms, decode_ms = 1000 * statistics.median(enc_s), 1000 * statistics.median(dec_s)
-    print(f"median per image: encode {encode_ms:.0f} ms, decode {decode_ms:.0f} ms")
-    print(f"bit-exact round trips: {exact}/{n}")
+    threads = torch.get_num_threads()
+    print(f"\ncodec speed, {threads} torch threads (images/s; median seconds per container)")
+    columns = ("encode", "decode", "enc s", "dec s")
+    print(f"{'per container':>13} {' '.join(f'{c:>8}' for c in columns)} {'bits/dim':>9} {'exact':>11}")
+    for run in runs:
+        s = run.speed()
+        print(
+            f"{run.size:13d} {s['encode_images_per_s']:8.2f} {s['decode_images_per_s']:8.2f} "
+            f"{s['encode_s_median']:8.3f} {s['decode_s_median']:8.3f} "
+            f"{8 * run.bytes / n / dims:9.4f} {f'{run.exact}/{n}':>11}"
+        )
     summary = {
         "weights": args.weights,
         "sha256": file_sha256(args.weights),
         "images": n,
+        "threads": threads,
         "bytes_per_image": {name: None if s is None else round(s, 2) for name, s, _ in rows},
         "bits_per_dim": {name: None if s is None else round(8 * s / dims, 4) for name, s, _ in rows},
-        "encode_ms_median": round(encode_ms, 1),
-        "decode_ms_median": round(decode_ms, 1),
-        "exact": exact,
+        "speed": {str(run.size): run.speed() for run in runs},
+        "exact": {str(run.size): run.exact for run in runs},
     }
     print(json.dumps(summary))
     return 0

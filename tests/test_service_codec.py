@@ -14,17 +14,22 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
-from model.codec import compress
+from model.codec import compress, decompress
 from model.codec.container import Header, pack, unpack
 from model.data import load_fashion_mnist
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 from tests.server import running_server
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=7)
-    app = create_app(Settings(max_batch_delay_ms=2), model_loader=lambda s: model)
+def served() -> PixelCNN:
+    return random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def client(served: PixelCNN) -> Iterator[httpx.Client]:
+    app = create_app(Settings(max_batch_delay_ms=2, max_images=40), model_loader=lambda s: served)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         yield c
 
@@ -58,6 +63,21 @@ def test_round_trip_is_exact_in_both_forms(client: httpx.Client, image: np.ndarr
     multipart = client.post("/decompress", files={"data": ("d.bin", data, "application/octet-stream")})
     assert multipart.status_code == 200, multipart.text
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(multipart.content))), image)
+
+
+def test_many_images_in_one_request_share_one_container(client: httpx.Client, served: PixelCNN) -> None:
+    images = load_fashion_mnist("test").images[:35, 0].numpy()  # a full coder batch and 3 more
+    files = [("image", (f"{k}.png", png(im), "image/png")) for k, im in enumerate(images)]
+    r = client.post("/compress", files=files)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-images"] == "35"
+    assert float(r.headers["x-bits-per-dim"]) == pytest.approx(8 * len(r.content) / (35 * 784), abs=1e-3)
+    assert torch.equal(decompress(served, r.content)[:, 0], torch.from_numpy(images))  # in upload order
+    back = client.post("/decompress", content=r.content, headers={"content-type": "application/octet-stream"})
+    assert back.status_code == 200 and back.headers["x-images"] == "35"
+
+    too_many = client.post("/compress", files=files + files[:6])  # 41, over this server's 40
+    assert too_many.status_code == 413 and "at most 40" in too_many.json()["detail"]
 
 
 def test_truncated_corrupted_and_foreign_data_get_400(client: httpx.Client, image: np.ndarray) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
+import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as StarletteUpload
@@ -47,17 +48,37 @@ async def compress_image(
     serving: ServingDep,
     settings: SettingsDep,
     request: Request,
-    image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
-    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    image: Annotated[
+        list[UploadFile],
+        File(description="PNG, JPEG, WebP, BMP or GIF, any mode; repeat the field for more images"),
+    ],
+    invert: Annotated[bool, Form(description="the uploads are dark on light")] = False,
     format: Annotated[Format | None, Form(description="'json' for base64 with the figures")] = None,
 ) -> Response:
-    """Compress an image losslessly (after conversion to the model's 28x28 grayscale)."""
-    upload = await image_upload(image, settings, serving.size, invert)
-    values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
+    """Compress images losslessly (after conversion to the model's 28x28 grayscale) into one container.
+
+    One request may carry up to `max_images` images (64 by default; more is a 413), as repeated
+    `image` fields, in the order `/decompress` returns them. They share the 13-byte header and
+    are coded 32 side by side, so many images in one request cost less per image than a request
+    each, in bytes and in time: with the shipped weights on a 2-core CPU, encoding takes about
+    0.45 s for one image and 14 s for 64 (4.5 images/s; most of it choosing each image's
+    label), decoding 0.3 s and 2.7 s (`python -m bench.compression`). A request counts as its
+    number of images against the queue, and holds the model for that long.
+    """
+    if len(image) > settings.max_images:
+        raise ClientError(
+            413, f"{len(image)} images in one request; this server compresses at most {settings.max_images}"
+        )
+    uploads = [await image_upload(upload, settings, serving.size, invert) for upload in image]
+    values = torch.stack([to_model_values(upload.gray, serving.levels) for upload in uploads])
 
     data, _ideal_bits = await serving.worker.submit(CompressJob(values), request)
-    bits_per_dim = 8 * len(data) / serving.size**2
-    headers = {"X-Bytes": str(len(data)), "X-Bits-Per-Dim": f"{bits_per_dim:.4f}"}
+    bits_per_dim = 8 * len(data) / (len(values) * serving.size**2)
+    headers = {
+        "X-Bytes": str(len(data)),
+        "X-Bits-Per-Dim": f"{bits_per_dim:.4f}",
+        "X-Images": str(len(values)),
+    }
     if format == "json":
         body = CompressResponse(
             data_base64=base64.b64encode(data).decode(), bytes=len(data), bits_per_dim=bits_per_dim

@@ -15,7 +15,8 @@ bytes   field
 4       CRC-32 of those bytes, the payload, the labels and the images, checked after
         decoding
 rest    payload: the range coder's uint32 words as big-endian bytes (labels first, then
-        the pixels), less the trailing bytes the decoder does not need; the decoder
+        the pixels in raster order, ``BATCH`` images side by side: images 0..31, then
+        32..63, ...), less the trailing bytes the decoder does not need; the decoder
         pads the payload with ``0xFF`` bytes to whole words
 ======  ==========================================================================
 
@@ -39,6 +40,7 @@ MAGIC = b"P"
 VERSION = 2
 HASH_BYTES = 2
 MAX_IMAGES = 0xFFFF
+BATCH = 32  # images coded side by side; part of the format, since decoding repeats the shapes
 WORD_BYTES = 4
 PAD_BYTE = 0xFF  # what the decoder appends to the trimmed payload
 _HEAD = len(MAGIC) + 1 + HASH_BYTES + 1 + 1 + 2  # the bytes the CRC-8 covers

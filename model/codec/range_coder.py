@@ -6,8 +6,15 @@ label. Pixels are coded in raster order with ``constriction``'s range coder, eac
 categorical distribution that the cached incremental model (``model.inference.caches``)
 predicts from the pixels before it. Encoding and decoding run the same loop (``_walk``) on
 the same batch shapes, fed the known pixels when encoding and the decoded ones when decoding.
-A conditional model codes each image with the label that costs it the fewest bits; the
-label goes into the stream first, uniformly coded (log2 of the number of classes, in bits).
+A conditional model codes each image with the label that costs it the fewest bits
+(``model.codec.labels``); the labels go into the stream first, uniformly coded (log2 of the
+number of classes, in bits).
+
+The decoder needs each pixel's distribution before it can read the pixel, so it computes and
+reads them one at a time. The encoder knows every pixel: its loop only keeps the logits, and
+it turns them into probabilities and codes them a row of pixels at a time, with the same
+row-wise ops, so the same bits. Everything that feeds a probability runs on one torch
+thread (``model.codec.threads``); ranking the labels uses all of the caller's threads.
 
 Guarantee: data decodes bit-exactly with the same weights (checked by a hash in the header),
 the same versions of torch, numpy and constriction, and the same CPU architecture. Change
@@ -21,9 +28,7 @@ probability makes the rest of the stream decode to other pixels, which the CRC-3
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import constriction
@@ -31,42 +36,21 @@ import numpy as np
 import torch
 
 from model.checkpoint import tensors_digest
-from model.codec.container import HASH_BYTES, CodecError, Header, pack, padded, unpack
+from model.codec.container import BATCH, HASH_BYTES, CodecError, Header, pack, padded, unpack
+from model.codec.labels import best_labels
+from model.codec.threads import one_thread
 from model.inference.caches import incremental
-from model.inference.likelihood import check_images, log_likelihood
+from model.inference.likelihood import check_images
 from model.network.pixelcnn import PixelCNN
 
 __all__ = ["BATCH", "CodecError", "best_labels", "compress", "compress_with_stats", "decompress"]
 
-BATCH = 32  # images coded side by side; part of the format, since decoding repeats the shapes
 LN2 = math.log(2.0)
 _PIXEL = constriction.stream.model.Categorical(perfect=False)  # probabilities given per pixel
-_LOCK = threading.Lock()
 TRIM_MAX_IMAGES = BATCH  # up to this many images, the encoder keeps what it needs to trim the payload
 MAX_TRIM = 8  # trailing payload bytes the encoder tries to drop
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside, restoring the caller's setting after.
-
-    Encoder and decoder must compute bit-identical probabilities: the range coder rounds
-    them to 24-bit integers, and a logit one ulp off can move one of those, after which the
-    decoder reads other pixels. The same ops on the same shapes give the same bits on one
-    thread, but with several a matrix or convolution library may split a sum differently
-    depending on the thread count (here 1, 2 and 4 threads happened to agree; nothing
-    promises it). So the codec runs single-threaded, the choice of label included: at
-    batch 1 that costs next to nothing, and on a busy machine a multi-threaded op on tiny
-    tensors can be many times slower than one thread. The lock keeps two codec calls from
-    restoring each other's setting mid-stream.
-    """
-    with _LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+Coded = list[tuple[Any, np.ndarray | int, np.ndarray]]  # (entropy model, parameters, symbols)
+Step = Callable[[int, torch.Tensor], torch.Tensor]  # (pixel index, logits) -> pixel values
 
 
 def weights_hash(model: PixelCNN) -> bytes:
@@ -75,31 +59,43 @@ def weights_hash(model: PixelCNN) -> bytes:
     return bytes.fromhex(tensors_digest(tensors)[: 2 * HASH_BYTES])
 
 
-@torch.no_grad()
-def _walk(
-    model: PixelCNN, labels: torch.Tensor | None, batch: int, code: Callable[[np.ndarray], np.ndarray]
-) -> tuple[np.ndarray, float]:
-    """Code ``batch`` images pixel by pixel in raster order, through the cached model.
+def _probabilities(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(M, levels)`` float32 -> the coded probabilities and their logs, float64.
 
-    ``code(probs)`` entropy-codes one pixel of every image given its distribution ``probs``
-    ``(B, levels)`` float64, and returns the pixel values ``(B,)`` int32: the known ones when
-    encoding, the decoded ones when decoding. Returns the pixels ``(B, H, W)`` uint8 and
-    their ideal cost ``-sum log2 p`` in bits under these probabilities.
+    Every row on its own, the same bits for one pixel of a batch as for a row of them: the
+    softmax is float64 so that both sides see the same probabilities.
+    """
+    log_probs = torch.log_softmax(logits.double(), dim=1).numpy()
+    return np.exp(log_probs), log_probs
+
+
+@torch.no_grad()
+def _walk(model: PixelCNN, labels: torch.Tensor | None, batch: int, step: Step) -> None:
+    """Run ``batch`` images pixel by pixel in raster order through the cached model.
+
+    ``step(t, logits)`` gets pixel ``t = i * W + j``'s logits ``(B, levels)`` float32 for every
+    image and returns the pixel values ``(B,)`` int64: the known ones when encoding, the
+    decoded ones when decoding.
     """
     size = model.config.image_size
     state = incremental(model, labels, batch)
-    pixels = np.zeros((batch, size, size), dtype=np.uint8)
-    rows = np.arange(batch)
-    bits = 0.0
     for i in range(size):
         state.begin_row(i)  # the part of every layer that sees only the rows above
         for j in range(size):
-            log_probs = torch.log_softmax(state.logits(i, j).double(), dim=1).numpy()
-            values = code(np.exp(log_probs))  # float64 softmax: the same bits on both sides
-            bits -= float(log_probs[rows, values].sum()) / LN2
-            state.write(i, j, torch.from_numpy(values.astype(np.int64)))  # input for the next pixels
-            pixels[:, i, j] = values
-    return pixels, bits
+            state.write(i, j, step(i * size + j, state.logits(i, j)))  # input for the next pixels
+
+
+def _teacher_forced(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """The decoder's logits for known ``images`` ``(B, 1, H, W)``: ``(H * W, B, levels)`` float32."""
+    columns = images.reshape(len(images), -1).T.long().contiguous()  # (H * W, B)
+    logits = torch.empty(len(columns), len(images), model.config.levels)
+
+    def step(t: int, out: torch.Tensor) -> torch.Tensor:
+        logits[t].copy_(out)
+        return columns[t]
+
+    _walk(model, labels, len(images), step)
+    return logits
 
 
 def _check_model(model: PixelCNN) -> None:
@@ -116,22 +112,6 @@ def _check_images(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
     except ValueError as exc:
         raise CodecError(str(exc)) from exc
     return images.detach().cpu().to(torch.uint8)
-
-
-@torch.no_grad()
-def best_labels(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
-    """Per image, the label with the fewest ideal bits: ``(N, 1, H, W)`` -> ``(N,)`` int64.
-
-    One forward pass per label (``log_likelihood``); ties go to the lower label.
-    """
-    if not len(images) or not model.config.num_classes:
-        return torch.zeros(len(images), dtype=torch.long)
-    x = images.long()
-    bits = [
-        torch.cat([log_likelihood(model, c, torch.full((len(c),), y)).total_bits for c in x.split(BATCH)])
-        for y in range(model.config.num_classes)
-    ]
-    return torch.stack(bits, dim=1).argmin(dim=1)
 
 
 def _check_labels(
@@ -170,38 +150,36 @@ def compress_with_stats(
     ``labels`` (one, or ``(N,)``) are for a conditional model; without them each image gets
     the label that costs it the fewest bits. Returns the container and the ideal total cost
     in bits, ``-sum log2 p(x | label)`` under the coded probabilities (without the labels and
-    the container), so ``8 * len(data) - bits`` is the overhead.
+    the container), so ``8 * len(data) - bits`` is the overhead. Choosing the labels uses the
+    caller's torch threads (``torch.get_num_threads()``); coding the pixels, one.
     """
     _check_model(model)
     images = _check_images(model, images)
     cfg, n = model.config, len(images)
     header = Header(weights_hash(model), cfg.image_size, cfg.levels, n)
     header.pack()  # refuses what the format cannot hold before the work starts
+    chosen = _check_labels(model, images, labels)
     encoder = constriction.stream.queue.RangeEncoder()
+    coded: Coded | None = [] if n <= TRIM_MAX_IMAGES else None  # replayed while trimming
+
+    if chosen is not None and (cfg.num_classes or 0) > 1 and n:
+        uniform, label_symbols = constriction.stream.model.Uniform(cfg.num_classes), chosen.numpy()
+        encoder.encode(label_symbols.astype(np.int32), uniform)
+        if coded is not None:
+            coded.append((uniform, n, label_symbols))
     bits = 0.0
-    # Every (entropy model, parameters, symbols) coded, to replay while trimming the payload.
-    coded: list[tuple[Any, np.ndarray | int, np.ndarray]] | None = [] if n <= TRIM_MAX_IMAGES else None
-    with _one_thread():
-        chosen = _check_labels(model, images, labels)
-        if chosen is not None and (cfg.num_classes or 0) > 1 and n:
-            uniform = constriction.stream.model.Uniform(cfg.num_classes)
-            label_symbols = chosen.numpy().astype(np.int32)
-            encoder.encode(label_symbols, uniform)
-            if coded is not None:
-                coded.append((uniform, n, label_symbols))
+    with one_thread():
         for start in range(0, n, BATCH):
             x = images[start : start + BATCH]
-            y = None if chosen is None else chosen[start : start + BATCH]
-            columns = iter(np.ascontiguousarray(x.reshape(len(x), -1).T.numpy().astype(np.int32)))
-
-            def code(probs: np.ndarray, columns: Iterator[np.ndarray] = columns) -> np.ndarray:
-                values = next(columns)  # pixel (i, j) of every image in the batch
+            logits = _teacher_forced(model, x, None if chosen is None else chosen[start : start + BATCH])
+            symbols = x.reshape(len(x), -1).T.numpy().astype(np.int32)  # (H * W, B)
+            for row in range(0, len(symbols), cfg.image_size):  # an image row of pixels at a time
+                values = symbols[row : row + cfg.image_size].reshape(-1)
+                probs, log_probs = _probabilities(logits[row : row + cfg.image_size].flatten(0, 1))
                 encoder.encode(values, _PIXEL, probs)
                 if coded is not None:
                     coded.append((_PIXEL, probs, values))
-                return values
-
-            bits += _walk(model, y, len(x), code)[1]
+                bits -= float(log_probs[np.arange(len(values)), values].sum()) / LN2
     payload = encoder.get_compressed().astype(">u4").tobytes()
     if coded is not None:
         payload = _trim(payload, coded)
@@ -215,7 +193,7 @@ def _decoder(payload: bytes) -> Any:
     return constriction.stream.queue.RangeDecoder(words)
 
 
-def _trim(payload: bytes, coded: list[tuple[Any, np.ndarray | int, np.ndarray]]) -> bytes:
+def _trim(payload: bytes, coded: Coded) -> bytes:
     """``payload`` less the trailing bytes (up to ``MAX_TRIM``) that decoding does without.
 
     The range coder's words end with a point inside its final interval, written in full;
@@ -273,18 +251,22 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
             raise CodecError(f"corrupted data: the range decoder failed ({exc})") from exc
 
     labels: torch.Tensor | None = None
-    batches = []
-    with _one_thread():
-        if cfg.num_classes is not None:
-            labels = torch.zeros(n, dtype=torch.long)
-            if cfg.num_classes > 1 and n:
-                uniform = constriction.stream.model.Uniform(cfg.num_classes)
-                labels = torch.from_numpy(read(uniform, n).astype(np.int64))
+    if cfg.num_classes is not None:
+        labels = torch.zeros(n, dtype=torch.long)
+        if cfg.num_classes > 1 and n:
+            uniform = constriction.stream.model.Uniform(cfg.num_classes)
+            labels = torch.from_numpy(read(uniform, n).astype(np.int64))
+    pixels = np.zeros((n, cfg.image_size**2), dtype=np.uint8)
+    with one_thread():
         for start in range(0, n, BATCH):
             b = min(BATCH, n - start)
-            y = None if labels is None else labels[start : start + b]
-            batches.append(_walk(model, y, b, lambda probs: read(_PIXEL, probs))[0])
-    pixels = np.concatenate(batches) if batches else np.zeros((0, cfg.image_size, cfg.image_size), np.uint8)
+
+            def step(t: int, logits: torch.Tensor, start: int = start) -> torch.Tensor:
+                values = read(_PIXEL, _probabilities(logits)[0])  # pixel t of every image
+                pixels[start : start + len(values), t] = values
+                return torch.from_numpy(values.astype(np.int64))
+
+            _walk(model, None if labels is None else labels[start : start + b], b, step)
     if header.checksum(payload, _label_bytes(labels), pixels.tobytes()) != checksum:
         raise CodecError("corrupted or truncated data: the images' checksum does not match")
-    return torch.from_numpy(pixels).unsqueeze(1)
+    return torch.from_numpy(pixels).view(n, 1, cfg.image_size, cfg.image_size)

@@ -1,0 +1,52 @@
+"""Each image's label, for a conditional model: the one that costs it the fewest bits.
+
+The label is written into the data, so the rule that picks it is fixed (the codec has always
+used it): per image, the label ``y`` with the least ``total_bits`` of
+``log_likelihood(model, chunk, y)`` in float32 on one torch thread, the images taken in
+chunks of ``BATCH`` from the first, ties to the lower label.
+
+That is a forward pass per label and chunk: for ten classes, ten times the arithmetic of
+coding the pixels, and most of an encoder's time. The passes do not depend on each other, so
+``best_labels`` runs them side by side on the caller's threads (``model.codec.threads``),
+each still on one torch thread: the same ops on the same shapes, so the same totals to the
+last bit as one after another, and the same labels. Several torch threads per pass would be
+simpler but not exact (and on this project's 2-core CPU they were slower, not faster).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from model.codec.container import BATCH
+from model.codec.threads import one_thread, side_by_side
+from model.inference.likelihood import log_likelihood
+from model.network.pixelcnn import PixelCNN
+
+
+@torch.no_grad()
+def rule_bits(model: PixelCNN, chunk: torch.Tensor, label: int) -> torch.Tensor:
+    """The rule's totals ``(n,)`` for one of its chunks ``(n, 1, H, W)`` under ``label``.
+
+    Call on one torch thread (``one_thread``, or a ``side_by_side`` task): that is part of
+    the rule.
+    """
+    return log_likelihood(model, chunk.long(), torch.full((len(chunk),), label)).total_bits
+
+
+def best_labels(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
+    """Per image, the rule's label (fewest bits): ``(N, 1, H, W)`` -> ``(N,)`` int64.
+
+    Uses the caller's torch threads (``torch.get_num_threads()``), one pass on each.
+    """
+    n, k = len(images), model.config.num_classes
+    if not n or not k or k == 1:
+        return torch.zeros(n, dtype=torch.long)
+    workers = torch.get_num_threads()
+    chunks = images.split(BATCH)
+    passes = [partial(rule_bits, model, chunk, y) for y in range(k) for chunk in chunks]
+    with one_thread():
+        bits = list(side_by_side(passes, workers))
+    totals = torch.stack([torch.cat(bits[y * len(chunks) : (y + 1) * len(chunks)]) for y in range(k)], 1)
+    return totals.argmin(dim=1)  # the first least: ties to the lower label

@@ -1,0 +1,72 @@
+"""How the codec uses the CPU's threads: one torch thread for whatever decides a coded symbol.
+
+Encoder and decoder must compute bit-identical probabilities: the range coder rounds them to
+24-bit integers, and a logit one ulp off can move one of those, after which the decoder reads
+other pixels. The same ops on the same shapes give the same bits on one thread, but with
+several a matrix or convolution library may split a sum differently depending on the thread
+count (here 1, 2 and 4 threads happened to agree; nothing promises it). So every op whose
+result feeds the coded probabilities, or the choice of a label, runs on one torch thread
+(``one_thread``).
+
+That does not have to mean one core: work made of independent passes (ranking the labels,
+``model.codec.labels``) runs ``side_by_side`` on several Python threads of one torch thread
+each, so still the same bits. (The pixel loop itself cannot: its steps follow each other, and
+two coder batches side by side gained nothing here, the loop being bound by Python's lock.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside, restoring the caller's setting after.
+
+    At batch 1 that costs next to nothing, and on a busy machine a multi-threaded op on tiny
+    tensors can be many times slower than one thread. The lock keeps two codec calls from
+    restoring each other's setting mid-stream.
+    """
+    with _LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def _single_threaded() -> None:
+    # A thread's own setting: torch's OpenMP and MKL thread counts are per calling thread.
+    torch.set_num_threads(1)
+
+
+def side_by_side(tasks: Sequence[Callable[[], T]], workers: int) -> Iterator[T]:
+    """The tasks' results in order, computed on up to ``workers`` threads of one torch thread each.
+
+    At most ``workers + 1`` results wait at a time, so memory stays bounded however many
+    tasks there are. With one worker (or one task) everything runs on the calling thread,
+    which must already be inside ``one_thread``.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        yield from (task() for task in tasks)
+        return
+    with ThreadPoolExecutor(workers, "codec", initializer=_single_threaded) as pool:
+        pending: deque[Future[T]] = deque()
+        todo = iter(tasks)
+        for task in todo:
+            pending.append(pool.submit(task))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
