@@ -24,6 +24,7 @@ from model.codec.range_coder import compress_with_stats, decompress
 from model.inference.cached import cached_sample
 from model.inference.completion import complete
 from model.inference.likelihood import Likelihood, log_likelihood
+from model.inference.superres import upscale
 from model.network.pixelcnn import PixelCNN
 
 R = TypeVar("R")
@@ -161,6 +162,37 @@ class CompleteJob(Job[Completion]):
             model,
             self.image,
             self.mask,
+            self.n,
+            labels=self.label,
+            seeds=self.seeds,
+            temperature=self.temperature,
+            particles=self.particles,
+            on_row=self.progress,
+        )
+
+
+@dataclass(eq=False)
+class UpscaleJob(Job[Completion]):
+    """Upscale one small image ``n`` times -> ``upscale``'s images, bits and labels."""
+
+    small: torch.Tensor  # (1, H/f, W/f) model values
+    factor: int
+    n: int
+    label: int | None  # None: each result infers its own
+    seeds: list[int]
+    temperature: float
+    particles: int
+    progress: Progress | None = None  # a streamed request's rows go here
+
+    @property
+    def images(self) -> int:
+        return self.n * self.particles  # every particle is an image of work
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
+        return upscale(
+            model,
+            self.small,
+            self.factor,
             self.n,
             labels=self.label,
             seeds=self.seeds,

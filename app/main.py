@@ -17,7 +17,7 @@ from app.docs import DocsPolicy
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
-from app.routes import codec, complete, generate, likelihood, meta
+from app.routes import codec, complete, generate, likelihood, meta, upscale
 from app.serving import Serving, describe
 from app.settings import Settings, get_settings
 from app.timeouts import BodyTimeout
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
     limit = (settings or get_settings()).max_upload_bytes
     body_timeout = (settings or get_settings()).body_timeout_s
     install_error_handlers(app)
-    for module in (generate, complete, likelihood, codec, meta):
+    for module in (generate, complete, upscale, likelihood, codec, meta):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=limit)

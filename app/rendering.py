@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import torch
 from fastapi import Response
@@ -24,8 +25,10 @@ def images_response(
     fmt: Format,
     scale: int,
     info: ModelInfo,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
-    """``values`` ``(n, 1, H, W)`` model values and ``bits`` ``(n,)`` total bits per image."""
+    """``values`` ``(n, 1, H, W)`` model values and ``bits`` ``(n,)`` total bits per image;
+    ``extra``: more fields for the JSON body (a route's subclass of ``ImagesResponse``)."""
     pixels = to_uint8_images(values, levels)
     per_dim = (bits.double() / (values.shape[-1] * values.shape[-2])).tolist()
     headers = {
@@ -52,5 +55,5 @@ def images_response(
         )
         for k, (seed, label) in enumerate(zip(seeds, labels, strict=True))
     ]
-    body = ImagesResponse(images=results, model=info)
-    return JSONResponse(body.model_dump(), headers=headers)
+    body = ImagesResponse(images=results, model=info).model_dump()
+    return JSONResponse({**body, **(extra or {})}, headers=headers)

@@ -117,6 +117,12 @@ class ImagesResponse(BaseModel):
     model: ModelInfo
 
 
+class UpscaleResponse(ImagesResponse):
+    factor: int = Field(description="2, 4 or 7: each image's f x f blocks average to the small image")
+    small_png_base64: str = Field(description="the small image every result agrees with")
+    bicubic_png_base64: str = Field(description="Pillow's bicubic enlargement of it, to compare with")
+
+
 class LikelihoodResponse(BaseModel):
     bits: list[list[float]] = Field(description="H x W array: -log2 p of each pixel given those before it")
     total_bits: float

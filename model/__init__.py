@@ -9,6 +9,8 @@ Networks:
 Using a model (images are integer model values ``(N, 1, H, W)`` in ``[0, levels)``):
     ``generate(model, n, labels=, seeds=, temperature=)`` -> ``(n, 1, H, W)`` uint8;
     ``complete(model, image, mask, n, labels=, seeds=, particles=)`` -> images, bits, labels;
+    ``upscale(model, low, factor, n, labels=, seeds=, particles=)`` -> images, bits, labels:
+    super-resolution, every image agreeing exactly with ``low`` under ``downscale(image, factor)``;
     ``log_likelihood(model, images, labels=None)`` -> ``Likelihood`` (per-pixel log2 p,
     total bits, bits/dim, class posterior);
     ``compress(model, images)`` -> bytes and ``decompress(model, data)`` -> images, lossless;
@@ -29,6 +31,7 @@ from model.data import CLASS_NAMES, DatasetError, Split, load_fashion_mnist
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import Likelihood, log_likelihood
+from model.inference.superres import downscale, upscale
 from model.network.pixelcnn import ARCHITECTURES, PixelCNN, PixelCNNConfig
 
 __all__ = [
@@ -44,9 +47,11 @@ __all__ = [
     "complete",
     "compress",
     "decompress",
+    "downscale",
     "generate",
     "load",
     "load_fashion_mnist",
     "log_likelihood",
     "save",
+    "upscale",
 ]

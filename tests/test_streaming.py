@@ -112,12 +112,17 @@ def hold_worker(service: FastAPI) -> Callable[[], None]:
 
 
 class RowGate:
-    """Stops the sampler after row ``at`` until ``go`` is set (or makes it fail there)."""
+    """Stops the sampler after row ``at`` until ``go`` is set (or makes it fail there).
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int, fail: bool = False):
+    ``sampler``: the function of ``app.jobs`` whose row hook is held (``cached_sample`` for
+    /generate, ``complete``, ``upscale``)."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, at: int, fail: bool = False, sampler: str = "cached_sample"
+    ):
         self.at, self.fail = at, fail
         self.reached, self.go = threading.Event(), threading.Event()
-        real = app.jobs.cached_sample
+        real = getattr(app.jobs, sampler)
 
         def sample(*args: Any, on_row: Any = None, **kwargs: Any) -> Any:
             def hook(rows: int, images: torch.Tensor) -> torch.Tensor | None:
@@ -132,7 +137,7 @@ class RowGate:
             kwargs["on_row"] = hook
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(app.jobs, "cached_sample", sample)
+        monkeypatch.setattr(app.jobs, sampler, sample)
 
 
 def test_a_stream_sends_every_row_then_the_plain_json_body_byte_for_byte(client: httpx.Client) -> None:
@@ -273,3 +278,23 @@ def test_a_streamed_completion_keeps_the_known_pixels_and_ends_with_the_plain_bo
         below = box.copy()
         below[: p["rows"]] = False
         assert (drawn[below] == 128).all()  # the hole below the rows drawn is grey
+
+
+def test_a_streamed_upscale_draws_row_by_row_and_ends_with_the_plain_body(client: httpx.Client) -> None:
+    small = io.BytesIO()
+    Image.fromarray((np.arange(25).reshape(5, 5) * 10).astype(np.uint8), mode="L").save(small, format="PNG")
+    form = {"n": "2", "particles": "3", "seed": "5", "format": "json"}  # 5x5 on a 10x10 model: factor 2
+    plain = client.post("/upscale", data=form, files={"image": ("s.png", small.getvalue())})
+    assert plain.status_code == 200, plain.text
+    files = {"image": ("s.png", small.getvalue())}
+    with client.stream("POST", "/upscale", data=form, files=files, headers=STREAM) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        received = list(events(response))
+    assert [name for name, _ in received] == ["progress"] * SIZE + ["result"]
+    assert received[-1][1] == plain.text  # the same seeds give the same body, byte for byte
+    shown = [json.loads(data) for _, data in received[:-1]]
+    assert [p["rows"] for p in shown] == list(range(1, SIZE + 1))
+    for p in shown:
+        if "images" in p:
+            assert len(p["images"]) == 2
+            assert (pixels(p["images"][0])[p["rows"] :] == 128).all()  # rows not drawn yet are grey

@@ -1,4 +1,5 @@
-// The web page: generate a grid, edit an image and its fill region, complete it, score it.
+// The web page: generate a grid, edit an image and its fill region, complete it, score it,
+// upscale a small image.
 "use strict";
 
 const SIZE = 28;             // model pixels per side (replaced by /model's image_size)
@@ -199,6 +200,67 @@ async function score(event) {
   }
 }
 
+// --- upscale: a test image or an upload, shrunk by the server, and samples that agree -----
+// test-images.png: the first Fashion-MNIST test image of each class, side by side.
+const upscaleInput = { blob: null, truth: null };
+
+function pickTestImage(canvas) {
+  for (const other of $("up-picker").children) other.classList.toggle("picked", other === canvas);
+  upscaleInput.truth = canvas.toDataURL("image/png");
+  canvas.toBlob((blob) => { upscaleInput.blob = blob; }, "image/png");
+  $("up-upload").value = "";
+}
+
+function loadTestImages() {
+  const strip = new Image();
+  strip.onload = () => {
+    const side = strip.height;
+    for (let k = 0; k < Math.floor(strip.width / side); k++) {
+      const c = document.createElement("canvas");
+      c.width = c.height = side;
+      c.getContext("2d").drawImage(strip, k * side, 0, side, side, 0, 0, side, side);
+      c.title = `test image of class ${k}`;
+      c.addEventListener("click", () => pickTestImage(c));
+      $("up-picker").append(c);
+    }
+    if ($("up-picker").firstChild) pickTestImage($("up-picker").firstChild);
+  };
+  strip.src = "/static/test-images.png";
+}
+
+async function upscale(event) {
+  event.preventDefault();
+  if (!upscaleInput.blob) { setStatus("up-status", "pick a test image or upload one first", true); return; }
+  setStatus("up-status", "upscaling…");
+  const form = new FormData();
+  form.append("image", upscaleInput.blob, "image.png");
+  if ($("up-factor").value !== "") form.append("factor", $("up-factor").value);
+  form.append("n", $("up-n").value);
+  form.append("particles", $("up-particles").value);
+  form.append("format", "json");
+  if ($("up-label").value !== "") form.append("label", $("up-label").value);
+  const gallery = $("up-results");
+  const bar = $("up-progress");
+  try {
+    const result = await cancellable($("upscale-button"), bar, (signal) => streamJob(
+      "/upscale", { method: "POST", body: form },
+      (progress) => showProgress(gallery, bar, "up-status", progress), signal));
+    const png = (data) => `data:image/png;base64,${data}`;
+    gallery.replaceChildren(
+      figure(png(result.small_png_base64), "small"),
+      figure(png(result.bicubic_png_base64), "bicubic"),
+    );
+    for (const item of result.images) {
+      gallery.append(figure(png(item.png_base64), `${item.label_name ?? ""} ${item.bits_per_dim.toFixed(2)} bits/dim`));
+    }
+    if (upscaleInput.truth) gallery.append(figure(upscaleInput.truth, "truth"));
+    const f = result.factor;
+    setStatus("up-status", `${result.images.length} samples; the ${f}x${f} block means of each are the small image`);
+  } catch (e) {
+    streamFailed("up-status", e);
+  }
+}
+
 async function init() {
   resetEditor(SIZE);
   try {
@@ -208,7 +270,7 @@ async function init() {
       `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${info.config.image_size}×${info.config.image_size}, ${info.config.levels} levels${bpd}`;
     if (info.config.image_size !== SIZE) resetEditor(info.config.image_size);
     for (const [k, name] of (info.classes ?? []).entries()) {
-      for (const id of ["gen-label", "cmp-label"]) $(id).append(new Option(name, String(k)));
+      for (const id of ["gen-label", "cmp-label", "up-label"]) $(id).append(new Option(name, String(k)));
     }
   } catch (e) {
     $("model-info").textContent = "the model is not ready yet; reload in a moment";
@@ -216,6 +278,15 @@ async function init() {
   $("generate-form").addEventListener("submit", generate);
   $("complete-form").addEventListener("submit", complete);
   $("score-form").addEventListener("submit", score);
+  $("upscale-form").addEventListener("submit", upscale);
+  $("up-upload").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    for (const other of $("up-picker").children) other.classList.remove("picked");
+    upscaleInput.blob = file;
+    upscaleInput.truth = null;
+  });
+  loadTestImages();
   const canvas = $("canvas");
   canvas.addEventListener("pointerdown", (e) => { state.drawing = true; canvas.setPointerCapture(e.pointerId); paint(e); });
   canvas.addEventListener("pointermove", (e) => { if (state.drawing) paint(e); });

@@ -81,13 +81,25 @@ class IncrementalModel:
     def select(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (a ``(B,)`` long tensor): used to resample particles.
 
-        In place, so that the views a cache keeps into its state stay valid.
+        In place, so that the views a cache keeps into its state stay valid. Only the rows
+        that change are copied: resampling keeps most particles where they are, and the
+        state of a large model is hundreds of MB at a few dozen particles.
         """
+        moved = (index != torch.arange(index.shape[0])).nonzero().flatten()
+        if moved.numel() == 0:
+            return
+        sources = index[moved]
         for name in self.STATE:
             value = getattr(self, name)
             for tensor in value if isinstance(value, list) else [value]:
                 if tensor is not None:
-                    tensor.copy_(tensor[index])
+                    live = self.live_part(name, tensor)
+                    live[moved] = live[sources]  # the right side is gathered first
+
+    def live_part(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """The part of state ``tensor`` that later steps still read (a view): what ``select``
+        must copy. All of it, unless a cache knows better."""
+        return tensor
 
 
 class GatedCache(IncrementalModel):
@@ -154,8 +166,18 @@ class GatedCache(IncrementalModel):
         }
         self.attention_state = [t for cache in self.attention.values() for t in (cache.keys, cache.values)]
         self.previous = torch.full((n,), self.levels, dtype=torch.long)
+        self.row = -1  # the row begun last
+
+    def live_part(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        # After begin_row(i), the vertical stacks' inputs are read again only at padded rows
+        # i+1 .. i+kh-1 (begin_row(i+1) writes row i+kh itself): a few rows of each layer's
+        # (B, C, H + kh - 1, W + 2 * pad) map, where copying all of it would dominate resampling.
+        if name == "v_in":
+            return tensor[:, :, self.row + 1 : self.row + self.kh]
+        return tensor
 
     def begin_row(self, i: int) -> None:
+        self.row = i
         k, s = self.k, self.size
         # Stem vertical: padded rows i .. i+k-1 are image rows i-k .. i-1.
         rows = self.inp[:, i : i + k].permute(0, 3, 1, 2)

@@ -6,22 +6,20 @@ each requested completion runs K particles; every known pixel multiplies a parti
 by the model's probability of that pixel, and when the effective sample size of a group
 falls below K/2 the group is resampled (systematic resampling). The final completion is drawn
 from its group by weight, so it agrees with the known pixels below and right of the hole.
+The particle machinery is shared with super-resolution (``model.inference.particles``).
 ``on_row(rows_done, images)`` watches it draw: after every row, the leading particle of each
 completion (a hook stops the work by raising).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
-from model.inference.caches import incremental
-from model.inference.sampling import check_seeds, check_temperature, draw, label_from_seed
+from model.inference.particles import Labels, Particles
+from model.inference.sampling import check_seeds, check_temperature, draw
 from model.network.pixelcnn import PixelCNN
-
-LN2 = math.log(2.0)
 
 
 def _check_inputs(
@@ -39,34 +37,6 @@ def _check_inputs(
     return image.long(), mask.bool()
 
 
-def _particle_labels(
-    model: PixelCNN, labels: int | Sequence[int | None] | None, seeds: list[int], particles: int
-) -> torch.Tensor | None:
-    """``(n * K,)`` labels: the given one per completion, else one drawn per particle."""
-    k = model.config.num_classes
-    if k is None:
-        if labels is not None:
-            raise ValueError("this model is unconditional: it takes no labels")
-        return None
-    per_completion = [labels] * len(seeds) if labels is None or isinstance(labels, int) else list(labels)
-    if len(per_completion) != len(seeds):
-        raise ValueError(f"got {len(per_completion)} labels for {len(seeds)} completions")
-    out = []
-    for seed, y in zip(seeds, per_completion, strict=True):
-        if y is not None and not 0 <= int(y) < k:
-            raise ValueError(f"labels must be in 0..{k - 1}")
-        for p in range(particles):
-            out.append(int(y) if y is not None else label_from_seed(seed + p * 7919, k))
-    return torch.tensor(out, dtype=torch.long)
-
-
-def _systematic(weights: torch.Tensor, u: float) -> torch.Tensor:
-    """Systematic resampling: K normalised weights, one uniform -> K ancestor indices."""
-    k = weights.shape[0]
-    positions = (torch.arange(k, dtype=torch.float64) + u) / k
-    return torch.searchsorted(weights.double().cumsum(0), positions).clamp_(max=k - 1)
-
-
 @torch.no_grad()
 def complete(
     model: PixelCNN,
@@ -74,7 +44,7 @@ def complete(
     mask: torch.Tensor,
     n: int,
     *,
-    labels: int | Sequence[int | None] | None = None,
+    labels: Labels = None,
     seeds: Sequence[int] | None = None,
     temperature: float = 1.0,
     particles: int = 1,
@@ -100,55 +70,25 @@ def complete(
     seed_list = check_seeds(seeds, n)
     size, k = model.config.image_size, particles
     pixels = size * size
-    batch = n * k
-    label_tensor = _particle_labels(model, labels, seed_list, k)
-    gens = [torch.Generator().manual_seed(s) for s in seed_list]
-    noise = torch.cat([torch.rand(k, pixels, generator=g, dtype=torch.float64) for g in gens])
-    state = incremental(model, label_tensor, batch)
+    group = Particles(model, labels, seed_list, k)
     known = image.view(-1)
     unknown = mask.view(-1)
-    out = known.view(1, pixels).repeat(batch, 1)
-    log_weight = torch.zeros(n, k, dtype=torch.float64)  # natural log
-    bits = torch.zeros(batch, dtype=torch.float64)
+    group.out = known.view(1, pixels).repeat(n * k, 1)
     for t in range(pixels):
         i, j = divmod(t, size)
         if j == 0:
-            state.begin_row(i)
-        logits = state.logits(i, j)
+            group.state.begin_row(i)
+        logits = group.state.logits(i, j)
         log_probs = torch.log_softmax(logits.double(), dim=1)
         if unknown[t]:
-            values = draw(logits, noise[:, t], temperature)
+            values = draw(logits, group.noise[:, t], temperature)
         else:
-            values = known[t].expand(batch)
-            if k > 1:
-                log_weight += log_probs[:, known[t]].view(n, k)
-        bits -= log_probs.gather(1, values.view(-1, 1)).squeeze(1) / LN2
-        out[:, t] = values
-        state.write(i, j, values)
+            values = known[t].expand(n * k)
+            if k > 1:  # the evidence: how likely this particle made the known pixel
+                group.log_weight += log_probs[:, known[t]].view(n, k)
+        group.record(t, values, log_probs)
         if k > 1 and not unknown[t] and t < pixels - 1:
-            normalised = torch.softmax(log_weight, dim=1)
-            ess = 1.0 / (normalised**2).sum(1)
-            groups = [c for c in range(n) if ess[c] < k / 2]
-            if groups:
-                index = torch.arange(batch)
-                for c in groups:
-                    u = float(torch.rand(1, generator=gens[c], dtype=torch.float64))
-                    index[c * k : (c + 1) * k] = c * k + _systematic(normalised[c], u)
-                    log_weight[c] = 0.0
-                state.select(index)
-                # The noise stays with its slot, so duplicated particles diverge again.
-                out, bits = out[index], bits[index]
-                if label_tensor is not None:
-                    label_tensor = label_tensor[index]  # a particle keeps its label
+            group.resample()
         if on_row is not None and j == size - 1:  # the leading particle of each completion so far
-            leading = out.view(n, k, pixels)[torch.arange(n), log_weight.argmax(1)]
-            on_row(i + 1, leading.view(n, 1, size, size).to(torch.uint8))
-    # One particle per completion, drawn by its final weight.
-    chosen = []
-    for c in range(n):
-        u = float(torch.rand(1, generator=gens[c], dtype=torch.float64))
-        cdf = torch.softmax(log_weight[c], 0).cumsum(0)
-        chosen.append(c * k + min(k - 1, int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])])))))
-    picked = torch.tensor(chosen)
-    images = out[picked].view(n, 1, size, size).to(torch.uint8)
-    return images, bits[picked].float(), None if label_tensor is None else label_tensor[picked]
+            on_row(i + 1, group.leading())
+    return group.pick()  # one particle per completion, drawn by its final weight

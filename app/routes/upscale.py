@@ -1,0 +1,170 @@
+"""``POST /upscale``: super-resolution of a small image into full-size images that agree with it."""
+
+from __future__ import annotations
+
+import base64
+import random
+from typing import Annotated, Any
+
+import torch
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import ClientError
+from app.imaging import open_image, png_bytes, read_upload, to_model_values, to_uint8_images
+from app.jobs import Completion, UpscaleJob
+from app.rendering import images_response
+from app.routes.uploads import decoded, read_bytes
+from app.schemas import (
+    SEED_LIMIT,
+    Format,
+    UpscaleResponse,
+    check_seed,
+    check_temperature,
+    error_responses,
+    parse_label,
+)
+from app.serving import ServingDep, SettingsDep
+from app.streaming import STREAM_RESPONSE, stream, wants_stream
+from model.inference.superres import downscale
+
+router = APIRouter(tags=["upscale"])
+FACTORS = (2, 4, 7)
+
+PNG_OR_UPSCALE_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": UpscaleResponse,
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, **STREAM_RESPONSE},
+        "description": "format=png: a PNG (one image, or a grid), seeds in X-Seeds, the factor in "
+        "X-Factor; format=json: one PNG per image with its seed, label and bits/dim, the small "
+        "image and its bicubic enlargement; Accept: text/event-stream: progress events, then "
+        "the JSON body as the result event",
+    },
+}
+
+
+def small_image(
+    data: bytes, factor: int | None, size: int, levels: int, max_pixels: int, invert: bool
+) -> tuple[torch.Tensor, int]:
+    """The upload as the small image, ``(1, size/f, size/f)`` model values, and its factor f.
+
+    An image of exactly a small size is used as it is (its size gives f when ``factor`` is
+    None); with ``factor``, a larger one is resized to ``size`` x ``size`` and shrunk by
+    ``downscale``.
+    """
+    sides = {size // f: f for f in FACTORS if size % f == 0}
+    width, height = open_image(data, "image", max_pixels).size
+    if factor is None:
+        if width != height or width not in sides:
+            accepted = ", ".join(f"{s}x{s} (factor {f})" for s, f in sides.items())
+            raise ClientError(
+                422,
+                f"a {width}x{height} image matches no factor: send {accepted}, or give 'factor' "
+                f"to shrink a larger image",
+            )
+        factor = sides[width]
+    side = size // factor
+    if (width, height) == (side, side):
+        return to_model_values(read_upload(data, "image", side, max_pixels, invert).gray, levels), factor
+    if width < side or height < side:
+        raise ClientError(
+            422, f"a {width}x{height} image is smaller than the {side}x{side} that factor {factor} needs"
+        )
+    full = to_model_values(read_upload(data, "image", size, max_pixels, invert).gray, levels)
+    return downscale(full, factor), factor
+
+
+def _png_base64(values: torch.Tensor, levels: int, size: int | None = None) -> str:
+    """Model values ``(1, h, w)`` as a base64 PNG, enlarged to ``size`` by Pillow's bicubic."""
+    picture = Image.fromarray(to_uint8_images(values, levels)[0].numpy(), mode="L")
+    if size is not None:
+        picture = picture.resize((size, size), Image.Resampling.BICUBIC)
+    return base64.b64encode(png_bytes(picture)).decode()
+
+
+@router.post(
+    "/upscale",
+    responses={**PNG_OR_UPSCALE_JSON, **error_responses(400, 413, 415, 422, 503)},
+    response_class=Response,
+)
+async def upscale_image(
+    serving: ServingDep,
+    settings: SettingsDep,
+    request: Request,
+    image: Annotated[
+        UploadFile,
+        File(
+            description="the small image: 14x14, 7x7 or 4x4 (its size gives the factor), or any larger "
+            "image with 'factor' (resized to 28x28, then shrunk by block means); PNG, JPEG, WebP, BMP "
+            "or GIF, any mode"
+        ),
+    ],
+    factor: Annotated[
+        int | None, Form(description="2, 4 or 7; needed only for an image that is not 14x14, 7x7 or 4x4")
+    ] = None,
+    n: Annotated[int, Form(ge=1)] = 4,
+    particles: Annotated[int, Form(ge=1, description="particles per result (SIR)")] = 8,
+    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
+    temperature: Annotated[float, Form(gt=0)] = 1.0,
+    label: Annotated[
+        str | None, Form(description="0..9 or a class name; empty = infer one per result (reported)")
+    ] = None,
+    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    format: Annotated[Format, Form()] = "png",
+    scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
+) -> Response:
+    """Sample ``n`` 28x28 images whose f x f block means, rounded half up, are exactly the small
+    image. Result i uses seed ``seed + i``; its class, given or inferred, is in ``X-Labels``.
+
+    Example: ``curl -s -X POST localhost:8000/upscale -F image=@small7x7.png -F n=4 -o big.png``
+    (a 7x7 image: factor 4), or ``-F image=@shoe.png -F factor=7 -F format=json`` for any image."""
+    if factor is not None and factor not in FACTORS:
+        raise ClientError(422, f"factor must be 2, 4 or 7, got {factor}")
+    if n > settings.max_images:
+        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} images per request")
+    if particles > settings.max_particles:
+        raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
+    if n * particles > settings.max_completion_batch:
+        raise ClientError(
+            422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
+        )
+    check_temperature(temperature)
+    check_seed(seed, n)
+    chosen_label = parse_label(label, serving.model.config.num_classes)
+    data = await read_bytes(image, "image")
+    assert data is not None
+    small, chosen = await decoded(
+        small_image, data, factor, serving.size, serving.levels, settings.max_image_pixels, invert
+    )
+    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
+    seeds = [base + i for i in range(n)]
+
+    extra = {
+        "factor": chosen,
+        "small_png_base64": _png_base64(small, serving.levels),
+        "bicubic_png_base64": _png_base64(small, serving.levels, serving.size),
+    }
+
+    def finish(result: Completion, fmt: Format = "json") -> Response:
+        images, bits, used = result
+        # The label each result was drawn with: the one asked for, or the one it inferred.
+        labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
+        response = images_response(
+            images,
+            seeds,
+            labels,
+            bits,
+            levels=serving.levels,
+            fmt=fmt,
+            scale=scale,
+            info=serving.info,
+            extra=extra if fmt == "json" else None,
+        )
+        response.headers["X-Factor"] = str(chosen)
+        return response
+
+    job = UpscaleJob(small, chosen, n, chosen_label, seeds, temperature, particles)
+    if wants_stream(request):
+        return stream(serving, job, finish, scale=scale)
+    return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)

@@ -1,0 +1,134 @@
+"""Sequential importance resampling over particles: what completion and super-resolution share.
+
+``n`` requested results run ``K`` particles each, as one batch of ``n * K`` on the cached
+incremental model (result c owns rows ``c*K .. c*K+K-1``). Reproducibility is per result:
+result c draws everything from one ``torch.Generator`` seeded with ``seeds[c]``: first one
+uniform per pixel for each of its particles (raster order, up front), then one uniform per
+resampling of its group and one for the final pick. So a result depends only on the model,
+the inputs, its seed and its label, never on the rest of the batch.
+
+The caller multiplies a particle's weight (``log_weight``, natural log) by whatever the
+model said about the evidence at a pixel, and calls ``resample``: a group whose effective
+sample size falls below K/2 is resampled (systematic resampling), and its weights reset.
+``pick`` finally draws one particle per result by weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from model.inference.caches import incremental
+from model.inference.sampling import label_from_seed
+from model.network.pixelcnn import PixelCNN
+
+LN2 = math.log(2.0)
+Labels = int | Sequence[int | None] | None
+
+
+def particle_labels(model: PixelCNN, labels: Labels, seeds: list[int], particles: int) -> torch.Tensor | None:
+    """``(n * K,)`` labels: the given one per result, else one drawn per particle."""
+    k = model.config.num_classes
+    if k is None:
+        if labels is not None:
+            raise ValueError("this model is unconditional: it takes no labels")
+        return None
+    per_result = [labels] * len(seeds) if labels is None or isinstance(labels, int) else list(labels)
+    if len(per_result) != len(seeds):
+        raise ValueError(f"got {len(per_result)} labels for {len(seeds)} results")
+    out = []
+    for seed, y in zip(seeds, per_result, strict=True):
+        if y is not None and not 0 <= int(y) < k:
+            raise ValueError(f"labels must be in 0..{k - 1}")
+        for p in range(particles):
+            out.append(int(y) if y is not None else label_from_seed(seed + p * 7919, k))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def systematic(weights: torch.Tensor, u: float) -> torch.Tensor:
+    """Systematic resampling: K normalised weights, one uniform -> K ancestor indices."""
+    k = weights.shape[0]
+    positions = (torch.arange(k, dtype=torch.float64) + u) / k
+    return torch.searchsorted(weights.double().cumsum(0), positions).clamp_(max=k - 1)
+
+
+class Particles:
+    """``n`` groups of ``K`` particles on one cached incremental model.
+
+    ``state``: the cache (``begin_row``, ``logits``); ``noise`` ``(n*K, H*W)`` float64;
+    ``out`` ``(n*K, H*W)`` int64 pixels so far; ``bits`` ``(n*K,)`` float64 negative
+    log2-likelihood so far (temperature 1); ``log_weight`` ``(n, K)``; ``labels`` ``(n*K,)``.
+    """
+
+    def __init__(self, model: PixelCNN, labels: Labels, seeds: list[int], particles: int):
+        size = model.config.image_size
+        pixels = size * size
+        self.n, self.k = len(seeds), particles
+        batch = self.n * particles
+        self.labels = particle_labels(model, labels, seeds, particles)
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.noise = torch.cat(
+            [torch.rand(particles, pixels, generator=g, dtype=torch.float64) for g in self.gens]
+        )
+        self.state = incremental(model, self.labels, batch)
+        self.out = torch.zeros(batch, pixels, dtype=torch.long)
+        self.log_weight = torch.zeros(self.n, particles, dtype=torch.float64)  # natural log
+        self.bits = torch.zeros(batch, dtype=torch.float64)
+
+    def record(self, t: int, values: torch.Tensor, log_probs: torch.Tensor) -> None:
+        """Pixel ``t`` takes ``values`` ``(n*K,)``; ``log_probs`` ``(n*K, levels)`` at temperature 1."""
+        i, j = divmod(t, self.state.size)
+        self.bits -= log_probs.gather(1, values.view(-1, 1)).squeeze(1) / LN2
+        self.out[:, t] = values
+        self.state.write(i, j, values)  # the new pixel becomes input for the next ones
+
+    def resample(self) -> torch.Tensor | None:
+        """Resample the groups whose effective sample size is below K/2.
+
+        Returns the ancestor of every row ``(n*K,)`` (so the caller can carry its own
+        per-particle state along), or None when no group was resampled.
+        """
+        if self.k == 1:
+            return None
+        n, k = self.n, self.k
+        normalised = torch.softmax(self.log_weight, dim=1)
+        ess = 1.0 / (normalised**2).sum(1)
+        groups = (ess < k / 2).nonzero().flatten().tolist()
+        if not groups:
+            return None
+        index = torch.arange(n * k)
+        for c in groups:
+            u = float(torch.rand(1, generator=self.gens[c], dtype=torch.float64))
+            index[c * k : (c + 1) * k] = c * k + systematic(normalised[c], u)
+            self.log_weight[c] = 0.0
+        self.state.select(index)
+        # The noise stays with its slot, so duplicated particles diverge again.
+        self.out, self.bits = self.out[index], self.bits[index]
+        if self.labels is not None:
+            self.labels = self.labels[index]  # a particle keeps its label
+        return index
+
+    def leading(self) -> torch.Tensor:
+        """The particle of highest weight of each result so far: ``(n, 1, H, W)`` uint8 (pixels
+        not drawn yet are 0, or a completion's known values)."""
+        size = self.state.size
+        best = self.out.view(self.n, self.k, size * size)[torch.arange(self.n), self.log_weight.argmax(1)]
+        return best.view(self.n, 1, size, size).to(torch.uint8)
+
+    def pick(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One particle per result, drawn by its final weight -> images ``(n, 1, H, W)`` uint8,
+        bits ``(n,)`` float32, labels ``(n,)`` int64 (None for an unconditional model)."""
+        n, k, size = self.n, self.k, self.state.size
+        chosen = []
+        for c in range(n):
+            u = float(torch.rand(1, generator=self.gens[c], dtype=torch.float64))
+            cdf = torch.softmax(self.log_weight[c], 0).cumsum(0)
+            chosen.append(
+                c * k + min(k - 1, int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]))))
+            )
+        picked = torch.tensor(chosen)
+        images = self.out[picked].view(n, 1, size, size).to(torch.uint8)
+        labels = None if self.labels is None else self.labels[picked]
+        return images, self.bits[picked].float(), labels

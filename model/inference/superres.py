@@ -1,0 +1,168 @@
+"""Super-resolution: ``upscale`` samples full-size images whose ``downscale`` is a given small one.
+
+``downscale(image, f)`` maps each f x f block to its mean rounded half up, in integers:
+``(2 * block_sum + f*f) // (2 * f*f)``. An upscaled image *agrees* with the small one when
+its ``downscale`` equals it exactly; every image ``upscale`` returns agrees.
+
+The constraint: a block whose small value is v must reach a block sum S in ``[lo(v), hi(v)]``
+(the sums that round to v). In raster order, pixel x of a block with partial sum P and r
+pixels of the block still to come after it may take only the values that keep the block able
+to get there: ``max(0, lo - P - r*M) <= x <= min(M, hi - P)``, M = levels - 1. This interval
+is never empty: ``lo <= f*f*v <= hi``, so ``P <= hi`` and ``P + (r+1)*M >= lo`` hold before a
+block's first pixel (P = 0); when they hold before a pixel its interval is not empty, and
+every value in it keeps them for the next pixel; at the block's last pixel (r = 0) the
+interval puts S in [lo, hi]. So every image agrees, whatever the small image and the model.
+
+Sampling: each pixel's distribution is restricted to its interval and renormalised, and each
+particle's weight is multiplied by the probability mass it kept, then particles are
+resampled (``model.inference.particles``), so that the results follow the model's posterior
+given the small image. Masking alone is a poor proposal: a block's pixels are drawn over f
+image rows and the model knows nothing of the block's mean until its last pixels are forced
+to make up for its first ones (stripes). So the proposal is also *twisted* (twisted
+sequential Monte Carlo): a value is weighted by ``exp(-d**2 / (2 * r * s**2))``, the chance
+that r more pixels of v +- s each make up for d, the block's drift from its mean with that
+value (its sum minus v per pixel drawn), s = ``SPREAD * M``. The weight divides by the twist
+before the pixel, so the twists cancel once a block is full and the target is still the
+model's posterior. Values are model values, so a
+model of fewer than 256 levels works in its own range 0..levels-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from model.inference.particles import Labels, Particles
+from model.inference.sampling import check_seeds, check_temperature, draw
+from model.network.pixelcnn import PixelCNN
+
+# The twist's guess of how far a block's pixels stray from its mean, as a fraction of the top
+# value (51 of 255). Any positive value gives the same limit; this one gave the best evidence
+# estimates (fewest particles wasted) on Fashion-MNIST test images at factors 2, 4 and 7.
+SPREAD = 0.2
+
+
+def downscale(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Integer images ``(..., H, W)`` -> ``(..., H/f, W/f)``, each f x f block's mean rounded
+    half up, ``(2 * sum + f*f) // (2 * f*f)``, in the input's dtype."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    if image.is_floating_point() or image.is_complex() or image.dtype == torch.bool:
+        raise ValueError(f"downscale takes integer images, got {image.dtype}")
+    if image.dim() < 2:
+        raise ValueError(f"downscale takes images (..., H, W), got shape {tuple(image.shape)}")
+    *lead, h, w = image.shape
+    if h % factor or w % factor:
+        raise ValueError(f"a {h}x{w} image cannot be cut into {factor}x{factor} blocks")
+    blocks = image.long().reshape(*lead, h // factor, factor, w // factor, factor).sum((-3, -1))
+    area = factor * factor
+    return ((2 * blocks + area) // (2 * area)).to(image.dtype)
+
+
+def block_sums(small: torch.Tensor, factor: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block sums that ``downscale`` rounds to ``small``: ``lo``, ``hi`` inclusive, each
+    clipped to what ``factor * factor`` pixels of values 0..top can reach."""
+    area = factor * factor
+    v = small.long()
+    lo = torch.div(2 * area * v - area + 1, 2, rounding_mode="floor").clamp(min=0)
+    hi = torch.div(2 * area * v + area - 1, 2, rounding_mode="floor").clamp(max=area * top)
+    return lo, hi
+
+
+def _check_small(model: PixelCNN, low: torch.Tensor, factor: int, n: int) -> torch.Tensor:
+    """``low`` as ``(n, h * w)`` int64: one small image per result."""
+    size, levels = model.config.image_size, model.config.levels
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1 or size % factor:
+        raise ValueError(f"factor must divide the image size {size}, got {factor!r}")
+    h = size // factor
+    if low.is_floating_point() or low.is_complex() or low.dtype == torch.bool:
+        raise ValueError(f"the small image must hold integers, got {low.dtype}")
+    if low.dim() == 2:
+        low = low.unsqueeze(0)
+    if low.dim() == 3 and tuple(low.shape) == (1, h, h):
+        low = low.expand(n, 1, h, h)
+    if tuple(low.shape) != (n, 1, h, h):
+        raise ValueError(
+            f"the small image must have shape (1, {h}, {h}) for factor {factor} "
+            f"(or ({n}, 1, {h}, {h}), one per result), got {tuple(low.shape)}"
+        )
+    if int(low.min()) < 0 or int(low.max()) >= levels:
+        raise ValueError(f"small image values must be in 0..{levels - 1} (the model's levels)")
+    return low.reshape(n, h * h).long()
+
+
+@torch.no_grad()
+def upscale(
+    model: PixelCNN,
+    low: torch.Tensor,
+    factor: int,
+    n: int,
+    *,
+    labels: Labels = None,
+    seeds: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    particles: int = 8,
+    on_row: Callable[[int, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``n`` full-size images whose ``downscale(image, factor)`` is exactly ``low``.
+
+    ``low``: ``(1, H/f, W/f)`` model values (``(n, 1, H/f, W/f)``: one small image per
+    result). ``labels``: None, one int, or one (int or None) per result; a conditional model
+    infers a missing one (each particle draws a label, resampling keeps those that fit).
+    ``particles``: K per result, for sequential importance resampling (1: masked sampling).
+    Returns ``(images, bits, labels)`` as ``complete`` does: ``(n, 1, H, W)`` uint8, each
+    image's total negative log2-likelihood ``(n,)`` under its label, and the ``(n,)`` int64
+    labels used (None for an unconditional model). Result c depends only on the model, its
+    small image, ``seeds[c]``, its label, the temperature and the number of particles.
+    ``on_row(rows_done, images)`` watches it draw: after every row, the leading particle of
+    each result ``(n, 1, H, W)`` uint8 (a hook stops the work by raising).
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if particles < 1:
+        raise ValueError(f"particles must be at least 1, got {particles}")
+    temperature = check_temperature(temperature)
+    small = _check_small(model, low, factor, n)
+    seed_list = check_seeds(seeds, n)
+    size, k, top = model.config.image_size, particles, model.config.levels - 1
+    pixels, per_row = size * size, size // factor
+    # Per small pixel (block), its value and allowed block sums; one row per particle.
+    target = small.repeat_interleave(k, dim=0)
+    lo, hi = (bound.repeat_interleave(k, dim=0) for bound in block_sums(small, factor, top))
+    partial = torch.zeros(n * k, per_row * per_row, dtype=torch.long)  # each block's sum so far
+    levels = torch.arange(top + 1)
+    spread = 2 * (SPREAD * top) ** 2
+    group = Particles(model, labels, seed_list, k)
+    for t in range(pixels):
+        i, j = divmod(t, size)
+        if j == 0:
+            group.state.begin_row(i)
+        block = (i // factor) * per_row + j // factor
+        after = factor * factor - 1 - ((i % factor) * factor + j % factor)  # block pixels still to come
+        so_far, value = partial[:, block], target[:, block]
+        least = (lo[:, block] - so_far - after * top).clamp(min=0)  # (n*K,)
+        most = (hi[:, block] - so_far).clamp(max=top)
+        logits = group.state.logits(i, j).double()
+        tempered = logits / temperature
+        allowed = (levels >= least.unsqueeze(1)) & (levels <= most.unsqueeze(1))
+        proposal = tempered.masked_fill(~allowed, float("-inf"))
+        # The twist before this pixel, and after each value it may take (none once the block is full).
+        drift = (so_far - (factor * factor - 1 - after) * value).double()
+        twist_before = -(drift**2) / (spread * (after + 1))
+        if after > 0:
+            proposal -= (drift.unsqueeze(1) + (levels - value.unsqueeze(1))) ** 2 / (spread * after)
+        # The importance weight: the mass the twisted proposal kept, over the twist before.
+        kept = torch.logsumexp(proposal, 1) - torch.logsumexp(tempered, 1) - twist_before
+        group.log_weight += kept.view(n, k)
+        values = draw(proposal, group.noise[:, t], 1.0)
+        values = torch.minimum(torch.maximum(values, least), most)  # a uniform of exactly 0
+        group.record(t, values, torch.log_softmax(logits, dim=1))
+        partial[:, block] += values
+        if t < pixels - 1:
+            index = group.resample()
+            if index is not None:
+                partial = partial[index]
+        if on_row is not None and j == size - 1:
+            on_row(i + 1, group.leading())
+    return group.pick()
