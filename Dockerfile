@@ -17,7 +17,9 @@ COPY pyproject.toml README.md ./
 COPY model ./model
 COPY app ./app
 COPY bench ./bench
-RUN pip install .
+# --build-arg EXTRAS='[scale]' adds Ray Serve: the image deploy/rayservice.yaml runs.
+ARG EXTRAS=""
+RUN pip install "./${EXTRAS}"
 COPY weights ./weights
 
 RUN useradd --create-home --uid 10001 pixelcnn

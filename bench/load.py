@@ -5,6 +5,9 @@ without, and runs bounded numbers of concurrent httpx clients against it: throug
 p50/p95/p99 latency of ``/generate`` (n=1) at several concurrencies and of ``/likelihood``;
 16 concurrent single-image requests against one 16-image request; and an overload burst
 against a small queue, counting 200s, 503s and anything else while ``/health`` is polled.
+With ``--url`` it starts nothing and measures the deployment already serving there (uvicorn,
+or Ray Serve with any number of replicas): the same throughput and latency figures, with
+responses counted by status and by the replica that served them (``X-Replica``).
 Prints figures; asserts nothing about time.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import ipaddress
 import os
 import socket
 import subprocess
@@ -21,7 +25,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image
@@ -36,6 +41,16 @@ Statuses = Counter[int | str]
 class Server:
     url: str
     pid: int
+
+
+@dataclass
+class Run:
+    """One batch of requests: wall time, each latency, and the responses by status and replica."""
+
+    wall: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Statuses = field(default_factory=Counter)
+    replicas: Counter[str] = field(default_factory=Counter)
 
 
 def free_port() -> int:
@@ -86,12 +101,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def run_clients(
-    url: str, concurrency: int, total: int, make_request: RequestMaker
-) -> tuple[float, list[float], Statuses]:
-    """``total`` requests from ``concurrency`` clients; returns wall time, latencies, statuses."""
-    latencies: list[float] = []
-    statuses: Statuses = Counter()
+async def run_clients(url: str, concurrency: int, total: int, make_request: RequestMaker) -> Run:
+    """``total`` requests from ``concurrency`` clients."""
+    run = Run()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for k in range(total):
         queue.put_nowait(k)
@@ -104,14 +116,16 @@ async def run_clients(
                 started = time.perf_counter()
                 try:
                     response = await make_request(client, k)
-                    statuses[response.status_code] += 1
+                    run.statuses[response.status_code] += 1
+                    run.replicas[response.headers.get("x-replica", "-")] += 1
                 except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-                latencies.append(time.perf_counter() - started)
+                    run.statuses[type(exc).__name__] += 1
+                run.latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies, statuses
+        run.wall = time.perf_counter() - started
+        return run
 
 
 def generate_one(client: httpx.AsyncClient, k: int) -> Awaitable[httpx.Response]:
@@ -125,13 +139,42 @@ def sample_png() -> bytes:
     return out.getvalue()
 
 
-def report(name: str, wall: float, latencies: list[float], statuses: Statuses) -> None:
-    ok = statuses.get(200, 0)
+def report(name: str, run: Run) -> None:
+    ok, lat = run.statuses.get(200, 0), run.latencies
+    served = sorted((n for replica, n in run.replicas.items() if replica != "-"), reverse=True)
+    replicas = f"  by replica {served}" if served else ""  # Ray Serve's X-Replica
     print(
-        f"  {name:<34} {len(latencies):>4} req {wall:>7.2f} s {ok / wall:>7.2f} ok/s  "
-        f"p50 {percentile(latencies, 50):>6.2f}  p95 {percentile(latencies, 95):>6.2f}  "
-        f"p99 {percentile(latencies, 99):>6.2f} s  {dict(statuses)}"
+        f"  {name:<34} {len(lat):>4} req {run.wall:>7.2f} s {ok / run.wall:>7.2f} ok/s  "
+        f"p50 {percentile(lat, 50):>6.2f}  p95 {percentile(lat, 95):>6.2f}  "
+        f"p99 {percentile(lat, 99):>6.2f} s  {dict(run.statuses)}{replicas}"
     )
+
+
+def loopback_url(url: str) -> str:
+    """``url`` without a trailing slash, if it names this machine; benchmarks load nothing else."""
+    host = urlsplit(url).hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if urlsplit(url).scheme not in ("http", "https") or not local:
+        raise SystemExit(f"error: --url must be http(s) on this machine (127.0.0.1, localhost), not {url!r}")
+    return url.rstrip("/")
+
+
+def measure(url: str, levels: list[int], rounds: int, png: bytes) -> None:
+    """Throughput and latency of /generate (n=1) at each concurrency, and of /likelihood."""
+
+    def likelihood(client: httpx.AsyncClient, k: int) -> Awaitable[httpx.Response]:
+        return client.post("/likelihood", files={"image": ("x.png", png, "image/png")}, data={"label": "9"})
+
+    for c in levels:
+        report(
+            f"/generate n=1, concurrency {c}",
+            asyncio.run(run_clients(url, c, rounds * max(4, c), generate_one)),
+        )
+    for c in (1, 16):
+        report(f"/likelihood, concurrency {c}", asyncio.run(run_clients(url, c, rounds * 4 * c, likelihood)))
 
 
 async def overload(url: str, burst: int) -> tuple[Statuses, int, Statuses]:
@@ -158,10 +201,10 @@ async def overload(url: str, burst: int) -> tuple[Statuses, int, Statuses]:
                 await asyncio.sleep(0.1)
 
     poller = asyncio.ensure_future(poll_health())
-    _, _, statuses = await run_clients(url, burst, burst, generate_one)
+    run = await run_clients(url, burst, burst, generate_one)
     done.set()
     await poller
-    return statuses, health_ok, health_failures
+    return run.statuses, health_ok, health_failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,12 +213,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--burst", type=int, default=500)
     p.add_argument("--burst-queue", type=int, default=32)
+    p.add_argument(
+        "--url", help="measure the service already running there (this machine only); starts no server"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        choices=range(1, 21),
+        metavar="1..20",
+        help="requests per concurrency level: rounds x max(4, concurrency) (default 1)",
+    )
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    url = loopback_url(args.url) if args.url else None
     png = sample_png()
-
-    def likelihood(client: httpx.AsyncClient, k: int) -> Awaitable[httpx.Response]:
-        return client.post("/likelihood", files={"image": ("x.png", png, "image/png")}, data={"label": "9"})
+    if url:
+        print(f"{url}:")
+        measure(url, levels, args.rounds, png)
+        return 0
 
     for batching in ("true", "false"):
         print(f"batching {'on' if batching == 'true' else 'off'}:")
@@ -186,19 +242,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             sixteen = asyncio.run(run_clients(s.url, 16, 16, generate_one))
             print(
-                f"  one 16-image request: {one16[0]:.2f} s; 16 concurrent 1-image requests: "
-                f"{sixteen[0]:.2f} s (ratio {sixteen[0] / one16[0]:.2f})"
+                f"  one 16-image request: {one16.wall:.2f} s; 16 concurrent 1-image requests: "
+                f"{sixteen.wall:.2f} s (ratio {sixteen.wall / one16.wall:.2f})"
             )
-            for c in levels:
-                total = max(4, c)
-                report(
-                    f"/generate n=1, concurrency {c}",
-                    *asyncio.run(run_clients(s.url, c, total, generate_one)),
-                )
-            for c in (1, 16):
-                report(
-                    f"/likelihood, concurrency {c}", *asyncio.run(run_clients(s.url, c, 4 * c, likelihood))
-                )
+            measure(s.url, levels, args.rounds, png)
             print(f"  server memory after: {rss_mib(s.pid):.0f} MiB")
     print(f"overload: {args.burst} concurrent /generate n=1 against max_queue {args.burst_queue}:")
     with server(args.weights, max_queue=str(args.burst_queue)) as s:
