@@ -73,19 +73,29 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        recorded = False
         own_route = route_template(dict(scope))  # before routing rewrites the scope
 
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             # Routing leaves the matched APIRoute in the scope; FastAPI's own routes and mounts
             # do not, so they are matched above. Anything else is "unmatched".
             route = getattr(scope.get("route"), "path_format", None) or own_route or "unmatched"
             self.metrics.requests.labels(route=route, status=str(status)).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()  # before the client can see the end of the response and ask /metrics
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            record()  # no complete response was sent (an error, a client gone)
