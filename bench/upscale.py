@@ -2,12 +2,13 @@
 
 For each factor (2, 4, 7: 14x14, 7x7 and 4x4 small images made with ``model.downscale``), on
 the first ``--limit`` test images (default 200): ``--samples`` results per image (default 8;
-result s of image i uses seed ``i * samples + s``, labels inferred), ``--particles`` each. It
-prints, per factor: the agreement rate (``downscale(result) == small``, must be 100%); PSNR
-and SSIM against the true image, averaged over images, for one sample, for the mean of the
-samples, and for Pillow's bicubic and nearest enlargements of the same small image; bits/dim
-under the model of one sample, of the bicubic enlargement and of the true image, all three
-under the label the image's first sample inferred (and how often that is the true label);
+result s of image i uses seed ``i * samples + s``), ``--particles`` each, all of an image's
+samples with one class (``--labels``: by default the model's most likely class for the bicubic
+enlargement). It prints, per factor: the agreement rate (``downscale(result) == small``, must
+be 100%); PSNR and SSIM against the true image, averaged over images, for one sample, for the
+mean of the samples, and for Pillow's bicubic and nearest enlargements of the same small image;
+bits/dim under the model of one sample, of the bicubic enlargement and of the true image, all
+three under the class the image's first sample used (and how often that is the true label);
 and seconds per image (all its samples and particles). The last line is JSON.
 ``--picture`` saves rows of: small image, bicubic, four samples, truth. Asserts nothing.
 """
@@ -76,6 +77,19 @@ def bits_per_dim(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | N
     return torch.cat(parts).double()
 
 
+def guessed_labels(model: PixelCNN, small: torch.Tensor, args: argparse.Namespace) -> torch.Tensor | None:
+    """Per small image ``(N, 1, h, w)``, the class to upscale it with ``(N,)``, or None to let
+    ``upscale`` infer one per result (``--labels infer``: each particle draws a label and
+    resampling keeps those that fit, which needs several particles). ``bicubic``: the class
+    the model finds most likely for the bicubic enlargement (its class posterior, one pass
+    per class). (``true``, the test set's label, is handled by the caller.)"""
+    if args.labels == "infer":
+        return None
+    bicubic = pillow_enlarge(small, model.config.image_size, Image.Resampling.BICUBIC).long()
+    posteriors = [log_likelihood(model, chunk).class_posterior for chunk in bicubic.split(25)]
+    return torch.cat([p for p in posteriors if p is not None]).argmax(1)
+
+
 def run_factor(
     model: PixelCNN, truth: torch.Tensor, labels: torch.Tensor, factor: int, args: argparse.Namespace
 ) -> tuple[dict[str, Any], torch.Tensor]:
@@ -85,10 +99,17 @@ def run_factor(
     per_call = max(1, args.batch // (s * args.particles))  # images per upscale call
     samples, used = [], []
     started = time.perf_counter()
+    guess = None
+    if model.config.num_classes:
+        guess = labels if args.labels == "true" else guessed_labels(model, small, args)
     for first in range(0, n, per_call):
         lows = small[first : first + per_call].repeat_interleave(s, dim=0)  # one small image per result
         seeds = [i * s + k for i in range(first, first + lows.shape[0] // s) for k in range(s)]
-        images, _, inferred = upscale(model, lows, factor, len(seeds), seeds=seeds, particles=args.particles)
+        rows = range(first * s, first * s + len(seeds))
+        given = None if guess is None else [int(guess[i // s]) for i in rows]
+        images, _, inferred = upscale(
+            model, lows, factor, len(seeds), labels=given, seeds=seeds, particles=args.particles
+        )
         samples.append(images.view(-1, s, 1, size, size))
         if inferred is not None:
             used.append(inferred.view(-1, s)[:, 0])
@@ -172,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--factors", type=int, nargs="+", default=[2, 4, 7])
     p.add_argument("--samples", type=int, default=8, help="results per image (the mean is of these)")
     p.add_argument("--particles", type=int, default=1, help="particles per result")
+    p.add_argument(
+        "--labels",
+        choices=["bicubic", "infer", "true"],
+        default="bicubic",
+        help="the class of each image's samples: the model's most likely class for the bicubic "
+        "enlargement (default), inferred by the particles, or the true label (an oracle)",
+    )
     p.add_argument("--batch", type=int, default=128, help="results x particles per upscale call")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--picture", default=None, help="save example rows here, e.g. docs/upscale.png")
