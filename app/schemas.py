@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.errors import ClientError, shown
+from app.settings import Settings
 from model.data import CLASS_NAMES
 
 SEED_LIMIT = 2**32
@@ -56,6 +57,19 @@ def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
 def check_seed(seed: int | None, n: int) -> None:
     if seed is not None and not (seed >= 0 and seed + n - 1 < SEED_LIMIT):
         raise ClientError(422, f"seed must satisfy 0 <= seed and seed + n - 1 < 2**32 (n = {n}), got {seed}")
+
+
+def check_particle_work(n: int, particles: int, settings: Settings, results: str) -> None:
+    """The limits of a particle job (``/complete``, ``/upscale``): ``n`` results of
+    ``particles`` particles each, every particle an image of work."""
+    if n > settings.max_images:
+        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} {results} per request")
+    if particles > settings.max_particles:
+        raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
+    if n * particles > settings.max_completion_batch:
+        raise ClientError(
+            422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
+        )
 
 
 def check_temperature(value: float) -> float:

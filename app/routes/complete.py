@@ -16,7 +16,15 @@ from app.jobs import CompleteJob, Completion
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
 from app.routes.uploads import image_upload, mask_upload
-from app.schemas import SEED_LIMIT, Format, check_seed, check_temperature, error_responses, parse_label
+from app.schemas import (
+    SEED_LIMIT,
+    Format,
+    check_particle_work,
+    check_seed,
+    check_temperature,
+    error_responses,
+    parse_label,
+)
 from app.serving import ServingDep, SettingsDep
 from app.streaming import stream, wants_stream
 
@@ -73,14 +81,7 @@ async def complete_image(
     are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole.
     Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image.
     With ``Accept: text/event-stream`` the completions stream row by row (see ``app.streaming``)."""
-    if n > settings.max_images:
-        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} completions per request")
-    if particles > settings.max_particles:
-        raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
-    if n * particles > settings.max_completion_batch:
-        raise ClientError(
-            422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
-        )
+    check_particle_work(n, particles, settings, "completions")
     check_temperature(temperature)
     check_seed(seed, n)
     model = serving.model

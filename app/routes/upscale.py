@@ -20,6 +20,7 @@ from app.schemas import (
     SEED_LIMIT,
     Format,
     UpscaleResponse,
+    check_particle_work,
     check_seed,
     check_temperature,
     error_responses,
@@ -121,14 +122,7 @@ async def upscale_image(
     (a 7x7 image: factor 4), or ``-F image=@shoe.png -F factor=7 -F format=json`` for any image."""
     if factor is not None and factor not in FACTORS:
         raise ClientError(422, f"factor must be 2, 4 or 7, got {factor}")
-    if n > settings.max_images:
-        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} images per request")
-    if particles > settings.max_particles:
-        raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
-    if n * particles > settings.max_completion_batch:
-        raise ClientError(
-            422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
-        )
+    check_particle_work(n, particles, settings, "images")
     check_temperature(temperature)
     check_seed(seed, n)
     chosen_label = parse_label(label, serving.model.config.num_classes)
