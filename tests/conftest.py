@@ -1,17 +1,41 @@
-"""Shared fixtures: small seeded models, and one briefly trained on real Fashion-MNIST."""
+"""Shared fixtures: small seeded models, one briefly trained on real Fashion-MNIST, and
+Debian's headless Chromium for the web page's tests."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import Browser, sync_playwright
 
 from model.checkpoint import load
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from model.training import Trainer, TrainSettings
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pixelcnn-gated-fmnist.safetensors"
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium must not try the network: this machine has none, and each attempt is refused.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
 
 
 def random_model(

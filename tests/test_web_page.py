@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, Route
 
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import random_model
 from tests.server import running_server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Chromium must not try the network: this machine has none, and each attempt is refused.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
 
 
 def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from app.main import create_app
 from app.settings import Settings
@@ -19,18 +18,9 @@ from model import downscale
 from tests.conftest import random_model
 from tests.server import running_server
 from tests.test_streaming import RowGate
-from tests.test_web_page import CHROMIUM, FLAGS
 from tests.test_web_streaming import GREY_ROWS
 
 STRIP = Path(__file__).resolve().parents[1] / "app" / "static" / "test-images.png"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
 
 
 def shown(page: Page, index: int) -> np.ndarray:

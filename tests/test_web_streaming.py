@@ -3,18 +3,15 @@ Cancel button that closes the stream (headless Chromium against a real server)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import random_model
 from tests.server import running_server
 from tests.test_streaming import CANCELLED, RowGate, metric, wait_until
-from tests.test_web_page import CHROMIUM, FLAGS
 
 # Which rows of the first partial image are all grey (128), read back from the page.
 GREY_ROWS = """img => {
@@ -32,14 +29,6 @@ GREY_ROWS = """img => {
   }
   return rows;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
 
 
 def test_the_page_shows_partial_rows_before_the_result_and_cancel_stops_the_work(
