@@ -25,7 +25,8 @@ COPY weights ./weights
 RUN useradd --create-home --uid 10001 pixelcnn
 USER 10001
 
-ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors
+ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors \
+    PIXELCNN_CLASSIFIER=/srv/weights/fmnist-classifier.safetensors
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]

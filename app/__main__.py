@@ -1,6 +1,6 @@
-"""``python -m app``: check the weights, then serve with uvicorn.
+"""``python -m app``: check the weights and the classifier, then serve with uvicorn.
 
-Refuses to start with one line naming the weights file and what is wrong with it.
+Refuses to start with one line naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 
 import uvicorn
 
+from app.main import label_classifier
 from app.settings import get_settings
 from app.timeouts import header_timeout_protocol
 from model.checkpoint import CheckpointError, load
@@ -23,9 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = get_settings()
     try:
-        load(settings.weights)
+        model = load(settings.weights)
     except CheckpointError as exc:
         print(f"error: cannot start: {exc} (set PIXELCNN_WEIGHTS to a weights file)", file=sys.stderr)
+        return 1
+    try:
+        label_classifier(model, settings)
+    except CheckpointError as exc:
+        print(f"error: cannot start: {exc}", file=sys.stderr)
         return 1
     # Request headers are timed by the protocol, bodies by the app's middleware (app.timeouts).
     uvicorn.run(

@@ -25,6 +25,7 @@ from model.inference.cached import cached_sample
 from model.inference.completion import complete
 from model.inference.likelihood import Likelihood, log_likelihood
 from model.inference.superres import upscale
+from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
 R = TypeVar("R")
@@ -208,13 +209,14 @@ class CompressJob(Job[tuple[bytes, float]]):
     must see the same batch shapes when decoding)."""
 
     values: torch.Tensor
+    classifier: Classifier | None  # guesses the labels; None: the fewest-bits search
 
     @property
     def images(self) -> int:
         return int(self.values.shape[0])
 
     def run(self, model: PixelCNN, metrics: Metrics) -> tuple[bytes, float]:
-        return compress_with_stats(model, self.values)
+        return compress_with_stats(model, self.values, classifier=self.classifier)
 
 
 @dataclass(eq=False)

@@ -23,6 +23,8 @@ from app.settings import Settings, get_settings
 from app.timeouts import BodyTimeout
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError, load
+from model.classifier import load_classifier
+from model.network.classifier import Classifier, classifier_misfit
 from model.network.pixelcnn import PixelCNN
 
 log = logging.getLogger("app")
@@ -32,6 +34,21 @@ ModelLoader = Callable[[Settings], PixelCNN]
 
 def load_weights(settings: Settings) -> PixelCNN:
     return load(settings.weights)
+
+
+def label_classifier(model: PixelCNN, settings: Settings) -> Classifier | None:
+    """The classifier that guesses labels for /compress and /upscale, when one is set and fits."""
+    if settings.classifier is None or not model.config.num_classes:
+        return None
+    try:
+        classifier = load_classifier(settings.classifier)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (set PIXELCNN_CLASSIFIER= empty to serve without one)") from exc
+    misfit = classifier_misfit(model, classifier)
+    if misfit:
+        log.warning("no label classifier (/compress searches, /upscale infers), since %s", misfit)
+        return None
+    return classifier
 
 
 def create_app(settings: Settings | None = None, model_loader: ModelLoader | None = None) -> FastAPI:
@@ -45,13 +62,14 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
             torch.set_num_threads(current.torch_threads)
         try:
             model = (model_loader or load_weights)(current)
+            classifier = label_classifier(model, current)
         except CheckpointError as exc:
             log.error("cannot start: %s", exc)
             raise
         weights = None if model_loader else current.weights
         worker = InferenceWorker(model, current, metrics)
         worker.start()
-        app.state.serving = Serving(model, describe(model, weights), worker, metrics)
+        app.state.serving = Serving(model, describe(model, weights), worker, metrics, classifier)
         log.info(
             "serving %s (%s parameters)", weights or "an in-memory model", f"{model.parameter_count():,}"
         )

@@ -16,6 +16,7 @@ from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
 from model.checkpoint import file_sha256, public_facts, read_metadata
 from model.data import CLASS_NAMES
+from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
 
@@ -25,6 +26,7 @@ class Serving:
     info: ModelInfo
     worker: InferenceWorker
     metrics: Metrics
+    classifier: Classifier | None = None  # guesses /compress and /upscale labels
 
     @property
     def size(self) -> int:

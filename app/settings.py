@@ -5,16 +5,23 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pixelcnn-gated-fmnist.safetensors"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "pixelcnn-gated-fmnist.safetensors"
+DEFAULT_CLASSIFIER = WEIGHTS_DIR / "fmnist-classifier.safetensors"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIXELCNN_", extra="ignore")
 
     weights: Path = Field(DEFAULT_WEIGHTS, description="the safetensors weights file to serve")
+    classifier: Path | None = Field(
+        DEFAULT_CLASSIFIER,
+        description="the classifier whose guesses label /compress's images (fast); empty for the "
+        "fewest-bits label (a forward pass per class)",
+    )
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     # Request limits.
     max_images: int = Field(64, ge=1, description="most images one request may ask for (n)")
@@ -31,6 +38,11 @@ class Settings(BaseSettings):
     max_batch_delay_ms: float = Field(50.0, ge=0, description="how long to wait for more requests")
     max_queue: int = Field(256, ge=1, description="most images waiting; more get 503 at once")
     request_timeout_s: float = Field(120.0, gt=0, description="longest wait before a 503")
+
+    @field_validator("classifier", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 @lru_cache

@@ -1,15 +1,17 @@
 """``python -m bench.compression --weights PATH --limit N``: our codec's size and speed, and PNG, WebP, xz.
 
-On the first N Fashion-MNIST test images (default 1,000): the codec (``model.codec``,
-container included) beside the model's ideal bits, PNG (Pillow, ``optimize=True``), WebP
-lossless (method 6), and JPEG XL lossless when an installed package can encode it, one file
-per image; gzip and xz over the whole raw set for reference. The codec codes the images in
-containers of each of ``--sizes`` images (default 1, 32 and 64: ``/compress`` makes one
-container per request, of 1 up to 64 images), and for each size it reports bits/dim, images
-per second encoding (``compress_with_stats``) and decoding (``decompress``) after one untimed
-warm-up container, the median seconds per container each way, and how many images came back
-bit-exact. It prints tables (the last line is JSON) and asserts nothing about time. Every
-method codes the same model values (for 256 levels, the 8-bit images themselves).
+On the first N Fashion-MNIST test images (default 1,000): the codec (``model.codec``, container
+included) beside the model's ideal bits, PNG (Pillow, ``optimize=True``), WebP lossless (method
+6), and JPEG XL lossless when an installed package can encode it, one file per image; gzip and
+xz over the whole raw set for reference. The codec codes the images in containers of each of
+``--sizes`` images (default 1, 32 and 64: ``/compress`` makes one container per request, of 1
+up to 64 images), a conditional model's labels being the shipped classifier's guesses
+(``--fewest-bits``: the labels that cost the fewest bits, a forward pass per class), and for
+each size it reports bits/dim, images per second encoding (``compress_with_stats``) and
+decoding (``decompress``) after one untimed warm-up container, the median seconds per container
+each way, and how many images came back bit-exact. It prints tables (the last line is JSON) and
+asserts nothing about time. Every method codes the same model values (for 256 levels, the 8-bit
+images themselves).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.codec import compress_with_stats, decompress
 from model.data import load_fashion_mnist, quantize
+from model.network.classifier import Classifier, classifier_misfit
 from model.network.pixelcnn import PixelCNN
 
 Encoder = Callable[[np.ndarray], bytes]
@@ -83,14 +87,17 @@ class Containers:
         }
 
 
-def code_in_containers(model: PixelCNN, values: torch.Tensor, size: int) -> Containers:
-    """Compress and decompress ``values`` ``size`` images at a time, timing each call."""
-    decompress(model, compress_with_stats(model, values[:size])[0])  # warm-up, untimed
+def code_in_containers(
+    model: PixelCNN, values: torch.Tensor, size: int, classifier: Classifier | None
+) -> Containers:
+    """Compress and decompress ``values`` ``size`` images at a time, timing each call; the
+    labels are ``classifier``'s guesses, or the fewest-bits ones without it."""
+    decompress(model, compress_with_stats(model, values[:size], classifier=classifier)[0])  # warm-up
     out = Containers(size)
     for start in tqdm(range(0, len(values), size), desc=f"codec, {size} per container"):
         x = values[start : start + size]
         started = time.perf_counter()
-        data, bits = compress_with_stats(model, x)
+        data, bits = compress_with_stats(model, x, classifier=classifier)
         out.encode_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         back = decompress(model, data)
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1,32,64", help="images per container, comma-separated")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="guesses a conditional model's labels")
+    p.add_argument("--fewest-bits", action="store_true", help="search every label for the cheapest instead")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,7 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     n = min(args.limit, len(data))
     values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, 1, H, W) model values
     dims = cfg.image_size**2
-    runs = [code_in_containers(model, values, size) for size in sizes]
+    classifier = None
+    if cfg.num_classes and not args.fewest_bits:
+        classifier = load_classifier(args.classifier)
+        misfit = classifier_misfit(model, classifier)
+        if misfit:
+            print(f"note: labels by the fewest-bits search, since {misfit}")
+            classifier = None
+    rule = "fewest bits" if classifier is None else "the classifier's guesses"
+    runs = [code_in_containers(model, values, size, classifier) for size in sizes]
 
     pixels = values[:, 0].numpy()
     jxl, jxl_note = jpeg_xl_encoder()
@@ -148,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"first {n} Fashion-MNIST test images, {cfg.image_size}x{cfg.image_size}, {cfg.levels} levels")
     print(f"weights {args.weights} ({cfg.arch}, {cfg.channels} channels, {cfg.layers} layers)")
+    if cfg.num_classes:
+        print(f"labels: {rule}")
     print(f"{'method':34} {'bytes/image':>11} {'bits/dim':>9}  notes")
     for name, size, note in rows:
         figures = f"{'n/a':>11} {'n/a':>9}" if size is None else f"{size:11.1f} {8 * size / dims:9.3f}"
@@ -168,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "sha256": file_sha256(args.weights),
         "images": n,
         "threads": threads,
+        "labels": rule if cfg.num_classes else None,
         "bytes_per_image": {name: None if s is None else round(s, 2) for name, s, _ in rows},
         "bits_per_dim": {name: None if s is None else round(8 * s / dims, 4) for name, s, _ in rows},
         "speed": {str(run.size): run.speed() for run in runs},

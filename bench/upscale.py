@@ -3,13 +3,14 @@
 For each factor (2, 4, 7: 14x14, 7x7 and 4x4 small images made with ``model.downscale``), on
 the first ``--limit`` test images (default 200): ``--samples`` results per image (default 8;
 result s of image i uses seed ``i * samples + s``), ``--particles`` each, all of an image's
-samples with one class (``--labels``: by default the model's most likely class for the bicubic
-enlargement). It prints, per factor: the agreement rate (``downscale(result) == small``, must
-be 100%); PSNR and SSIM against the true image, averaged over images, for one sample, for the
-mean of the samples, and for Pillow's bicubic and nearest enlargements of the same small image;
-bits/dim under the model of one sample, of the bicubic enlargement and of the true image, all
-three under the class the image's first sample used (and how often that is the true label);
-and seconds per image (all its samples and particles). The last line is JSON.
+samples with one class (``--labels``: by default the shipped classifier's guess from the small
+image, enlarged nearest; it was trained on such images too). It prints, per factor: the
+agreement rate (``downscale(result) == small``, must be 100%); PSNR and SSIM against the true
+image, averaged over images, for one sample, for the mean of the samples, and for Pillow's
+bicubic and nearest enlargements of the same small image; bits/dim under the model of one
+sample, of the bicubic enlargement and of the true image, all three under the class the image's
+first sample used (and how often that is the true label); and seconds per image (all its
+samples and particles). The last line is JSON.
 ``--picture`` saves rows of: small image, bicubic, four samples, truth. Asserts nothing.
 """
 
@@ -28,9 +29,11 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from model.checkpoint import DEFAULT_WEIGHTS, load
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.data import load_fashion_mnist
 from model.inference.likelihood import log_likelihood
 from model.inference.superres import downscale, upscale
+from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
 from model.pictures import image_grid
 
@@ -80,12 +83,16 @@ def bits_per_dim(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | N
 def guessed_labels(model: PixelCNN, small: torch.Tensor, args: argparse.Namespace) -> torch.Tensor | None:
     """Per small image ``(N, 1, h, w)``, the class to upscale it with ``(N,)``, or None to let
     ``upscale`` infer one per result (``--labels infer``: each particle draws a label and
-    resampling keeps those that fit, which needs several particles). ``bicubic``: the class
-    the model finds most likely for the bicubic enlargement (its class posterior, one pass
-    per class). (``true``, the test set's label, is handled by the caller.)"""
+    resampling keeps those that fit, which needs several particles). ``classifier``: the
+    classifier's guess for the nearest enlargement. ``bicubic``: the class the model finds
+    most likely for the bicubic enlargement (its class posterior, one pass per class).
+    (``true``, the test set's label, is handled by the caller.)"""
+    size = model.config.image_size
     if args.labels == "infer":
         return None
-    bicubic = pillow_enlarge(small, model.config.image_size, Image.Resampling.BICUBIC).long()
+    if args.labels == "classifier":
+        return guess_from_small(load_classifier(args.classifier), small, size // small.shape[-1])
+    bicubic = pillow_enlarge(small, size, Image.Resampling.BICUBIC).long()
     posteriors = [log_likelihood(model, chunk).class_posterior for chunk in bicubic.split(25)]
     return torch.cat([p for p in posteriors if p is not None]).argmax(1)
 
@@ -108,7 +115,14 @@ def run_factor(
         rows = range(first * s, first * s + len(seeds))
         given = None if guess is None else [int(guess[i // s]) for i in rows]
         images, _, inferred = upscale(
-            model, lows, factor, len(seeds), labels=given, seeds=seeds, particles=args.particles
+            model,
+            lows,
+            factor,
+            len(seeds),
+            labels=given,
+            seeds=seeds,
+            particles=args.particles,
+            temperature=args.temperature,
         )
         samples.append(images.view(-1, s, 1, size, size))
         if inferred is not None:
@@ -192,20 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=200, help="the first N test images, per factor")
     p.add_argument("--factors", type=int, nargs="+", default=[2, 4, 7])
     p.add_argument("--samples", type=int, default=8, help="results per image (the mean is of these)")
-    p.add_argument("--particles", type=int, default=1, help="particles per result")
+    p.add_argument("--particles", type=int, default=8, help="particles per result (the library default)")
     p.add_argument(
         "--labels",
-        choices=["bicubic", "infer", "true"],
-        default="bicubic",
-        help="the class of each image's samples: the model's most likely class for the bicubic "
-        "enlargement (default), inferred by the particles, or the true label (an oracle)",
+        choices=["classifier", "bicubic", "infer", "true"],
+        default="classifier",
+        help="the class of each image's samples: the classifier's guess from the small image "
+        "(default), the model's most likely class for the bicubic enlargement, inferred by the "
+        "particles, or the true label (an oracle)",
     )
+    p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="for --labels classifier")
+    p.add_argument("--temperature", type=float, default=1.0, help="of every pixel's distribution")
     p.add_argument("--batch", type=int, default=128, help="results x particles per upscale call")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--picture", default=None, help="save example rows here, e.g. docs/upscale.png")
     args = p.parse_args(argv)
-    if args.limit < 1 or args.samples < 4 or args.particles < 1 or args.batch < 1:
-        p.error("--limit, --particles and --batch must be at least 1, --samples at least 4")
+    if args.limit < 1 or args.samples < 4 or args.particles < 1 or args.batch < 1 or args.temperature <= 0:
+        p.error(
+            "--limit, --particles and --batch must be at least 1, --samples at least 4, --temperature > 0"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
@@ -213,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     truth, labels = test.images[: args.limit], test.labels[: args.limit]
     print(
         f"{args.limit} test images per factor, {args.samples} samples each, {args.particles} particle(s) "
-        f"per sample, {torch.get_num_threads()} threads"
+        f"per sample, temperature {args.temperature}, {torch.get_num_threads()} threads"
     )
     results: list[dict[str, Any]] = []
     pictures = []

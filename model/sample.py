@@ -6,7 +6,8 @@ images, with ``--label`` fixing the class.
 ``python -m model.sample upscale small.png --factor 4 --n 8 --out big.png``: super-resolution,
 a grid of ``--n`` full-size images whose f x f block means are exactly the small image
 (``model.upscale``). A small image of exactly size/f is used as it is; a larger one is
-resized to the model's size and shrunk with ``model.downscale``.
+resized to the model's size and shrunk with ``model.downscale``. Without ``--label`` a
+conditional model uses the shipped classifier's guess of the class, as the service does.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import torch
 from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, load
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.data import CLASS_NAMES, dequantize, quantize
 from model.inference.generation import generate
 from model.inference.superres import downscale, upscale
+from model.network.classifier import classifier_misfit, guess_from_small
 from model.pictures import image_grid
 
 
@@ -39,7 +42,15 @@ def upscale_main(argv: list[str]) -> int:
     p.add_argument("--out", default="upscaled.png")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--particles", type=int, default=8)
-    p.add_argument("--label", default=None, help="class index or name; default: inferred")
+    p.add_argument(
+        "--label",
+        default=None,
+        help="class index or name; default: the classifier's guess from the small image, or inferred "
+        "by the particles for a model it does not fit",
+    )
+    p.add_argument(
+        "--classifier", default=DEFAULT_CLASSIFIER, help="guesses the class when --label is not given"
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--scale", type=int, default=3)
@@ -57,13 +68,18 @@ def upscale_main(argv: list[str]) -> int:
     values = quantize(torch.from_numpy(np.asarray(picture).copy()).view(1, 1, *picture.size[::-1]), levels)
     small = downscale(values[0], args.factor) if picture.size != (side, side) else values[0]
     seeds = [args.seed + i for i in range(args.n)]
+    label = _label(args.label)
+    if label is None and model.config.num_classes:
+        classifier = load_classifier(args.classifier)
+        if classifier_misfit(model, classifier) is None:
+            label = int(guess_from_small(classifier, small.unsqueeze(0), args.factor)[0])
     try:
         images, bits, labels = upscale(
             model,
             small,
             args.factor,
             args.n,
-            labels=_label(args.label),
+            labels=label,
             seeds=seeds,
             temperature=args.temperature,
             particles=args.particles,

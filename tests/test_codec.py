@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from model.checkpoint import save
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.codec import (
     TRIM_MAX_IMAGES,
     CodecError,
@@ -209,6 +210,10 @@ def test_cli_round_trip(tmp_path: Path, trained_model: PixelCNN, test_images: to
     assert main(["decompress", str(packed), str(back), "--weights", str(weights)]) == 0
     assert np.array_equal(np.asarray(Image.open(back)), test_images[3, 0].numpy())
     assert packed.stat().st_size < png.stat().st_size
+    x = test_images[3:4].to(torch.uint8)
+    assert packed.read_bytes() == compress(trained_model, x, classifier=load_classifier(DEFAULT_CLASSIFIER))
+    assert main(["compress", str(png), str(packed), "--weights", str(weights), "--fewest-bits"]) == 0
+    assert packed.read_bytes() == compress(trained_model, x)
 
     Image.new("L", (27, 28)).save(png)
     assert main(["compress", str(png), str(packed), "--weights", str(weights)]) == 1

@@ -1,5 +1,6 @@
-"""The codec's label choice: the rule's labels, its passes side by side on threads of one torch
-thread each; and encoding with one or two threads writes the same bytes."""
+"""The codec's label choice: the fewest-bits rule's labels, its passes side by side on threads of
+one torch thread each, encoding with one or two threads writes the same bytes; and a
+classifier's guesses instead."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from functools import partial
 import pytest
 import torch
 
-from model.codec import BATCH, best_labels, compress
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
+from model.codec import BATCH, CodecError, best_labels, compress, compress_with_stats, decompress
 from model.codec.labels import rule_bits
 from model.codec.threads import one_thread, side_by_side
 from model.data import load_fashion_mnist
+from model.network.classifier import classifier_misfit, guess_labels
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 
@@ -87,3 +90,35 @@ def test_encoding_on_one_or_two_threads_gives_the_same_bytes() -> None:
     finally:
         torch.set_num_threads(before)
     assert alone == side
+
+
+def test_a_classifier_labels_the_images_with_its_guesses(images: torch.Tensor) -> None:
+    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=3)
+    classifier = load_classifier(DEFAULT_CLASSIFIER)
+    guesses = guess_labels(classifier, images)
+    data, bits = compress_with_stats(model, images, classifier=classifier)
+    assert (data, bits) == compress_with_stats(model, images, guesses)  # the same as giving them
+    assert torch.equal(decompress(model, data), images)
+    assert data != compress(model, images)  # the fewest-bits rule picks others for this model
+
+
+def test_a_classifier_that_does_not_fit_the_model_is_refused() -> None:
+    classifier = load_classifier(DEFAULT_CLASSIFIER)
+    model = random_model("gated", 10)  # 10x10 images of 16 levels
+    misfit = classifier_misfit(model, classifier)
+    assert misfit is not None and "28x28 images of 256 levels" in misfit and "10x10" in misfit
+    with pytest.raises(CodecError, match="16 levels"):
+        compress(model, torch.zeros(1, 1, 10, 10, dtype=torch.uint8), classifier=classifier)
+    fits = random_model("gated", 10, size=28, levels=256, channels=8, layers=2)
+    assert classifier_misfit(fits, classifier) is None
+
+
+def test_on_the_shipped_weights_the_guesses_cost_little_more_than_the_fewest_bits(
+    shipped_model: PixelCNN,
+) -> None:
+    x = load_fashion_mnist("test").images[:12]
+    classifier = load_classifier(DEFAULT_CLASSIFIER)
+    guessed, guessed_bits = compress_with_stats(shipped_model, x, classifier=classifier)
+    _, best_bits = compress_with_stats(shipped_model, x)
+    assert best_bits <= guessed_bits < best_bits * 1.01
+    assert torch.equal(decompress(shipped_model, guessed), x)

@@ -37,9 +37,11 @@ def test_dockerfile_is_cpu_only_non_root_with_weights_and_a_healthcheck() -> Non
     user_lines = [line for line in DOCKERFILE.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1] not in ("USER root", "USER 0")
     assert "HEALTHCHECK" in DOCKERFILE and "/health" in DOCKERFILE
-    weights = [line.split("=", 1)[1] for line in DOCKERFILE.splitlines() if "PIXELCNN_WEIGHTS=" in line]
-    assert weights and Path(weights[0]).name == Settings().weights.name
-    assert (ROOT / "weights" / Settings().weights.name).is_file()
+    for name in ("weights", "classifier"):  # the shipped files, where the image has them
+        default = getattr(Settings(), name)
+        lines = [line for line in DOCKERFILE.splitlines() if f"PIXELCNN_{name.upper()}=" in line]
+        assert lines and lines[0].split("=", 1)[1].split()[0] == f"/srv/weights/{default.name}", name
+        assert (ROOT / "weights" / default.name).is_file()
 
 
 def test_compose_file_parses_and_uses_real_settings() -> None:
@@ -81,7 +83,11 @@ def test_the_image_install_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
     )
     subprocess.run([*pip, str(source)], check=True, timeout=900)
     port = free_port()
-    env = {**os.environ, "PIXELCNN_WEIGHTS": str(source / "weights" / Settings().weights.name)}
+    env = {
+        **os.environ,  # the image's ENV lines: the shipped files, wherever they were copied
+        "PIXELCNN_WEIGHTS": str(source / "weights" / Settings().weights.name),
+        "PIXELCNN_CLASSIFIER": str(source / "weights" / Settings().classifier.name),
+    }
     server = subprocess.Popen(
         [str(venv / "bin" / "python"), "-m", "app", "--port", str(port)],
         cwd=tmp_path,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,8 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app.main import create_app
+from app.main import create_app, label_classifier
 from app.settings import Settings
+from model.checkpoint import CheckpointError
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.codec import compress, decompress
 from model.codec.container import Header, pack, unpack
 from model.data import load_fashion_mnist
@@ -80,6 +86,22 @@ def test_many_images_in_one_request_share_one_container(client: httpx.Client, se
     assert too_many.status_code == 413 and "at most 40" in too_many.json()["detail"]
 
 
+def test_the_labels_are_the_classifiers_guesses_or_the_fewest_bits_without_one(
+    client: httpx.Client, served: PixelCNN
+) -> None:
+    images = load_fashion_mnist("test").images[40:46]
+    files = [("image", (f"{k}.png", png(im[0].numpy()), "image/png")) for k, im in enumerate(images)]
+    guessed = client.post("/compress", files=files)
+    assert guessed.status_code == 200, guessed.text
+    assert guessed.content == compress(served, images, classifier=load_classifier(DEFAULT_CLASSIFIER))
+    app = create_app(Settings(max_batch_delay_ms=2, classifier=None), model_loader=lambda s: served)
+    with running_server(app) as url:
+        fewest = httpx.post(f"{url}/compress", files=files, timeout=120)
+    assert fewest.status_code == 200, fewest.text
+    assert fewest.content == compress(served, images)
+    assert torch.equal(decompress(served, fewest.content), images)
+
+
 def test_truncated_corrupted_and_foreign_data_get_400(client: httpx.Client, image: np.ndarray) -> None:
     data = client.post("/compress", files={"image": ("x.png", png(image), "image/png")}).content
     octet = {"content-type": "application/octet-stream"}
@@ -121,3 +143,22 @@ def test_bad_requests_to_the_codec_routes(client: httpx.Client) -> None:
     assert (
         client.post("/compress", files={"image": ("x.png", b"not an image", "image/png")}).status_code == 415
     )
+
+
+def test_which_classifier_the_service_uses(served: PixelCNN, tmp_path: Path) -> None:
+    assert label_classifier(served, Settings()) is not None  # the shipped one fits 28x28, 256 levels
+    assert label_classifier(served, Settings(classifier=None)) is None
+    assert Settings(classifier="").classifier is None  # PIXELCNN_CLASSIFIER= turns it off
+    assert label_classifier(random_model("gated", 10), Settings()) is None  # 10x10, 16 levels: no fit
+    assert label_classifier(random_model("gated", None, size=28, levels=256), Settings()) is None
+    with pytest.raises(CheckpointError, match="PIXELCNN_CLASSIFIER"):
+        label_classifier(served, Settings(classifier=tmp_path / "missing.safetensors"))
+
+
+def test_the_server_refuses_to_start_with_a_missing_classifier(tmp_path: Path) -> None:
+    env = {**os.environ, "PIXELCNN_CLASSIFIER": str(tmp_path / "missing.safetensors")}
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--port", "1"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "PIXELCNN_CLASSIFIER" in result.stderr

@@ -16,7 +16,9 @@ import tests.test_readme as readme
 from app.main import create_app
 from app.settings import Settings
 from model import downscale, upscale
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.data import CLASS_NAMES
+from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 from tests.server import running_server
@@ -74,18 +76,33 @@ def test_a_small_image_gives_its_factor_and_images_that_agree(client: httpx.Clie
             assert item["bits_per_dim"] == pytest.approx(float(bits[k]) / 784, abs=1e-4)
 
 
-def test_one_png_by_default_and_inferred_labels_reported(client: httpx.Client, tiny: PixelCNN) -> None:
+def test_one_png_by_default_with_the_classifiers_guess_as_label(client: httpx.Client, tiny: PixelCNN) -> None:
     small = small_image(7)
     files = {"image": ("s.png", png(small), "image/png")}
     r = client.post("/upscale", files=files, data={"n": "1", "seed": "4", "particles": "3"})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     got = torch.from_numpy(decode(r.content).copy())
     assert got.shape == (28, 28) and torch.equal(downscale(got, 4), torch.from_numpy(small))
-    _, _, labels = upscale(tiny, torch.from_numpy(small)[None], 4, 1, seeds=[4], particles=3)
-    assert labels is not None and r.headers["x-labels"] == str(int(labels[0]))
+    guess = int(
+        guess_from_small(load_classifier(DEFAULT_CLASSIFIER), torch.from_numpy(small)[None, None], 4)[0]
+    )
+    expected, _, _ = upscale(tiny, torch.from_numpy(small)[None], 4, 1, labels=guess, seeds=[4], particles=3)
+    assert r.headers["x-labels"] == str(guess) and torch.equal(got, expected[0, 0])
     assert r.headers["x-seeds"] == "4"
-    r = client.post("/upscale", files=files, data={"n": "4", "seed": "4", "particles": "2", "format": "json"})
-    assert all(item["label_name"] in CLASS_NAMES for item in r.json()["images"])
+
+
+def test_without_a_classifier_each_result_infers_its_label_and_reports_it(tiny: PixelCNN) -> None:
+    small = small_image(7)
+    files = {"image": ("s.png", png(small), "image/png")}
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: tiny)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        r = c.post("/upscale", files=files, data={"n": "1", "seed": "4", "particles": "3"})
+        assert r.status_code == 200, r.text
+        _, _, labels = upscale(tiny, torch.from_numpy(small)[None], 4, 1, seeds=[4], particles=3)
+        assert labels is not None and r.headers["x-labels"] == str(int(labels[0]))
+        data = {"n": "4", "seed": "4", "particles": "2", "format": "json"}
+        r = c.post("/upscale", files=files, data=data)
+        assert all(item["label_name"] in CLASS_NAMES for item in r.json()["images"])
 
 
 def test_a_larger_image_with_a_factor_is_shrunk_with_downscale_first(client: httpx.Client) -> None:

@@ -13,11 +13,13 @@ import torch
 from PIL import Image
 
 from model import downscale, save, upscale
-from model.data import load_fashion_mnist
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
+from model.data import CLASS_NAMES, load_fashion_mnist
 from model.inference import superres
 from model.inference.caches import GatedCache
 from model.inference.likelihood import log_likelihood
 from model.inference.superres import block_sums
+from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
 from model.sample import main as sample_main
 from tests.conftest import random_model
@@ -210,7 +212,10 @@ def test_the_command_writes_a_grid_of_images_that_agree(
     grid = torch.from_numpy(np.asarray(Image.open(out)).copy())
     cells = torch.stack([grid[2:30, 2 + 30 * k : 30 + 30 * k] for k in range(2)]).unsqueeze(1)
     assert agree(cells, torch.from_numpy(small), 4)
-    assert "wrote" in capsys.readouterr().out
+    guess = CLASS_NAMES[
+        int(guess_from_small(load_classifier(DEFAULT_CLASSIFIER), torch.from_numpy(small)[None, None], 4)[0])
+    ]
+    assert f"labels {guess}, {guess})" in capsys.readouterr().out  # the classifier's guess, as served
     with pytest.raises(SystemExit):
         sample_main(["upscale", *argv, "--weights", str(tmp_path / "tiny.safetensors"), "--label", "12"])
 

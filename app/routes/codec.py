@@ -60,10 +60,11 @@ async def compress_image(
     One request may carry up to `max_images` images (64 by default; more is a 413), as repeated
     `image` fields, in the order `/decompress` returns them. They share the 13-byte header and
     are coded 32 side by side, so many images in one request cost less per image than a request
-    each, in bytes and in time: with the shipped weights on a 2-core CPU, encoding takes about
-    0.45 s for one image and 14 s for 64 (4.5 images/s; most of it choosing each image's
-    label), decoding 0.3 s and 2.7 s (`python -m bench.compression`). A request counts as its
-    number of images against the queue, and holds the model for that long.
+    each, in bytes and in time: with the shipped weights on a 2-core CPU, 64 images take about
+    3.3 s to encode and 5.5 s to decode, one image 0.35 s and 0.38 s (`python -m
+    bench.compression`). Each image's label is the server's classifier's guess of
+    its class. A request counts as its number of images against the queue, and holds the model
+    for that long.
     """
     if len(image) > settings.max_images:
         raise ClientError(
@@ -72,7 +73,7 @@ async def compress_image(
     uploads = [await image_upload(upload, settings, serving.size, invert) for upload in image]
     values = torch.stack([to_model_values(upload.gray, serving.levels) for upload in uploads])
 
-    data, _ideal_bits = await serving.worker.submit(CompressJob(values), request)
+    data, _ideal_bits = await serving.worker.submit(CompressJob(values, serving.classifier), request)
     bits_per_dim = 8 * len(data) / (len(values) * serving.size**2)
     headers = {
         "X-Bytes": str(len(data)),

@@ -2,6 +2,9 @@
 
 Compresses one grayscale image of the model's size losslessly, or decompresses a container
 into a PNG (several images: one PNG each, numbered). The coding is ``model.codec.range_coder``.
+A conditional model's label is the shipped classifier's guess (``--classifier``), or with
+``--fewest-bits`` (or a model the classifier does not fit) the label that costs the fewest
+bits (a forward pass per class).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import torch
 from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
+from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
 from model.data import dequantize, quantize
+from model.network.classifier import classifier_misfit
 from model.network.pixelcnn import PixelCNN
 
 
@@ -45,12 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", help="compress: an image file (grayscale, the model's size); decompress: data")
     p.add_argument("dst", help="compress: the compressed file; decompress: a PNG")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="guesses a conditional model's label")
+    p.add_argument("--fewest-bits", action="store_true", help="search every label for the cheapest instead")
     args = p.parse_args(argv)
     try:
         model = load(args.weights)
         levels, pixels = model.config.levels, model.config.image_size**2
         if args.command == "compress":
-            data, bits = compress_with_stats(model, read_png(args.src, model))
+            classifier = None
+            if not (args.fewest_bits or model.config.num_classes is None):
+                classifier = load_classifier(args.classifier)
+                misfit = classifier_misfit(model, classifier)
+                if misfit:
+                    print(f"note: labels by the fewest-bits search, since {misfit}")
+                    classifier = None
+            data, bits = compress_with_stats(model, read_png(args.src, model), classifier=classifier)
             Path(args.dst).write_bytes(data)
             print(
                 f"{args.src} -> {args.dst}: {len(data)} bytes, {8 * len(data) / pixels:.3f} bits/dim "

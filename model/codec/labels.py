@@ -1,9 +1,16 @@
-"""Each image's label, for a conditional model: the one that costs it the fewest bits.
+"""Each image's label, for a conditional model: the fewest-bits one, or a classifier's guess.
 
-The label is written into the data, so the rule that picks it is fixed (the codec has always
-used it): per image, the label ``y`` with the least ``total_bits`` of
-``log_likelihood(model, chunk, y)`` in float32 on one torch thread, the images taken in
-chunks of ``BATCH`` from the first, ties to the lower label.
+The labels are written into the data, so the decoder does not care how they were chosen; but
+for a given input the encoder's bytes depend on the rule. Two rules:
+
+``guessed_labels``: a small classifier's most likely class (``model.network.classifier``):
+next to no work, and for most images the fewest-bits label too (it costs the others a few
+bits each).
+
+``best_labels``, the exact rule (the codec's default without a classifier): per image, the
+label ``y`` with the least ``total_bits`` of ``log_likelihood(model, chunk, y)`` in float32
+on one torch thread, the images taken in chunks of ``BATCH`` from the first, ties to the
+lower label.
 
 That is a forward pass per label and chunk: for ten classes, ten times the arithmetic of
 coding the pixels, and most of an encoder's time. The passes do not depend on each other, so
@@ -19,9 +26,10 @@ from functools import partial
 
 import torch
 
-from model.codec.container import BATCH
+from model.codec.container import BATCH, CodecError
 from model.codec.threads import one_thread, side_by_side
 from model.inference.likelihood import log_likelihood
+from model.network.classifier import Classifier, classifier_misfit, guess_labels
 from model.network.pixelcnn import PixelCNN
 
 
@@ -50,3 +58,12 @@ def best_labels(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
         bits = list(side_by_side(passes, workers))
     totals = torch.stack([torch.cat(bits[y * len(chunks) : (y + 1) * len(chunks)]) for y in range(k)], 1)
     return totals.argmin(dim=1)  # the first least: ties to the lower label
+
+
+def guessed_labels(model: PixelCNN, classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """Per image, ``classifier``'s most likely class: ``(N, 1, H, W)`` -> ``(N,)`` int64
+    (a ``CodecError`` when the classifier does not fit the model, see ``classifier_misfit``)."""
+    misfit = classifier_misfit(model, classifier)
+    if misfit:
+        raise CodecError(misfit)
+    return guess_labels(classifier, images.to(torch.uint8))

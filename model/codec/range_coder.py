@@ -6,15 +6,19 @@ label. Pixels are coded in raster order with ``constriction``'s range coder, eac
 categorical distribution that the cached incremental model (``model.inference.caches``)
 predicts from the pixels before it. Encoding and decoding run the same loop (``_walk``) on
 the same batch shapes, fed the known pixels when encoding and the decoded ones when decoding.
-A conditional model codes each image with the label that costs it the fewest bits
-(``model.codec.labels``); the labels go into the stream first, uniformly coded (log2 of the
-number of classes, in bits).
+A conditional model codes each image with the label that costs it the fewest bits, or with a
+classifier's guess of its class (``model.codec.labels``); the labels go into the stream first,
+uniformly coded (log2 of the number of classes, in bits). The decoder reads them, whichever
+rule chose them.
 
 The decoder needs each pixel's distribution before it can read the pixel, so it computes and
-reads them one at a time. The encoder knows every pixel: its loop only keeps the logits, and
-it turns them into probabilities and codes them a row of pixels at a time, with the same
-row-wise ops, so the same bits. Everything that feeds a probability runs on one torch
-thread (``model.codec.threads``); ranking the labels uses all of the caller's threads.
+reads them one at a time, one batch after the other (the stream is read in order). The
+encoder knows every pixel: its loop only keeps the logits, the loops of its batches run side
+by side on the caller's threads (each on one torch thread, so the same bits), and it turns
+the logits into probabilities and codes them a row of pixels at a time, with the same
+row-wise ops, so the same bits. Everything that feeds a probability runs on one torch thread
+(``model.codec.threads``); ranking the labels, when there is no classifier to guess them,
+uses all of the caller's threads.
 
 Guarantee: data decodes bit-exactly with the same weights (checked by a hash in the header),
 the same versions of torch, numpy and constriction, and the same CPU architecture. Change
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import constriction
@@ -37,10 +42,11 @@ import torch
 
 from model.checkpoint import tensors_digest
 from model.codec.container import BATCH, HASH_BYTES, CodecError, Header, pack, padded, unpack
-from model.codec.labels import best_labels
-from model.codec.threads import one_thread
+from model.codec.labels import best_labels, guessed_labels
+from model.codec.threads import one_thread, side_by_side
 from model.inference.caches import incremental
 from model.inference.likelihood import check_images
+from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
 __all__ = ["BATCH", "CodecError", "best_labels", "compress", "compress_with_stats", "decompress"]
@@ -115,7 +121,10 @@ def _check_images(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
 
 
 def _check_labels(
-    model: PixelCNN, images: torch.Tensor, labels: int | Sequence[int] | torch.Tensor | None
+    model: PixelCNN,
+    images: torch.Tensor,
+    labels: int | Sequence[int] | torch.Tensor | None,
+    classifier: Classifier | None,
 ) -> torch.Tensor | None:
     k, n = model.config.num_classes, len(images)
     if k is None:
@@ -123,7 +132,7 @@ def _check_labels(
             raise CodecError("this model is unconditional: it takes no labels")
         return None
     if labels is None:
-        return best_labels(model, images)
+        return best_labels(model, images) if classifier is None else guessed_labels(model, classifier, images)
     try:
         out = torch.as_tensor(labels).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -143,22 +152,28 @@ def _label_bytes(labels: torch.Tensor | None) -> bytes:
 
 
 def compress_with_stats(
-    model: PixelCNN, images: torch.Tensor, labels: int | Sequence[int] | torch.Tensor | None = None
+    model: PixelCNN,
+    images: torch.Tensor,
+    labels: int | Sequence[int] | torch.Tensor | None = None,
+    *,
+    classifier: Classifier | None = None,
 ) -> tuple[bytes, float]:
     """Compress images ``(N, 1, H, W)`` of model values in ``[0, levels)``.
 
     ``labels`` (one, or ``(N,)``) are for a conditional model; without them each image gets
-    the label that costs it the fewest bits. Returns the container and the ideal total cost
-    in bits, ``-sum log2 p(x | label)`` under the coded probabilities (without the labels and
-    the container), so ``8 * len(data) - bits`` is the overhead. Choosing the labels uses the
-    caller's torch threads (``torch.get_num_threads()``); coding the pixels, one.
+    ``classifier``'s guess of its class when one is given (fast), else the label that costs it
+    the fewest bits (a forward pass per class: most of the work). Returns the container and the
+    ideal total cost in bits, ``-sum log2 p(x | label)`` under the coded probabilities (without
+    the labels and the container), so ``8 * len(data) - bits`` is the overhead. The labels' forward passes
+    and the pixel loops of the batches of ``BATCH`` images run side by side on the caller's
+    torch threads (``torch.get_num_threads()``), each on one.
     """
     _check_model(model)
     images = _check_images(model, images)
     cfg, n = model.config, len(images)
     header = Header(weights_hash(model), cfg.image_size, cfg.levels, n)
     header.pack()  # refuses what the format cannot hold before the work starts
-    chosen = _check_labels(model, images, labels)
+    chosen = _check_labels(model, images, labels, classifier)
     encoder = constriction.stream.queue.RangeEncoder()
     coded: Coded | None = [] if n <= TRIM_MAX_IMAGES else None  # replayed while trimming
 
@@ -168,10 +183,14 @@ def compress_with_stats(
         if coded is not None:
             coded.append((uniform, n, label_symbols))
     bits = 0.0
+    chunks = images.split(BATCH) if n else ()  # (splitting no images gives one empty chunk)
+    workers = torch.get_num_threads()
+    walks = [  # independent: the chunks' logits are computed side by side, coded in order
+        partial(_teacher_forced, model, x, None if chosen is None else chosen[k * BATCH : (k + 1) * BATCH])
+        for k, x in enumerate(chunks)
+    ]
     with one_thread():
-        for start in range(0, n, BATCH):
-            x = images[start : start + BATCH]
-            logits = _teacher_forced(model, x, None if chosen is None else chosen[start : start + BATCH])
+        for x, logits in zip(chunks, side_by_side(walks, workers), strict=True):
             symbols = x.reshape(len(x), -1).T.numpy().astype(np.int32)  # (H * W, B)
             for row in range(0, len(symbols), cfg.image_size):  # an image row of pixels at a time
                 values = symbols[row : row + cfg.image_size].reshape(-1)
@@ -215,10 +234,14 @@ def _trim(payload: bytes, coded: Coded) -> bytes:
 
 
 def compress(
-    model: PixelCNN, images: torch.Tensor, labels: int | Sequence[int] | torch.Tensor | None = None
+    model: PixelCNN,
+    images: torch.Tensor,
+    labels: int | Sequence[int] | torch.Tensor | None = None,
+    *,
+    classifier: Classifier | None = None,
 ) -> bytes:
     """Compress images ``(N, 1, H, W)`` of model values; see :func:`compress_with_stats`."""
-    return compress_with_stats(model, images, labels)[0]
+    return compress_with_stats(model, images, labels, classifier=classifier)[0]
 
 
 def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:

@@ -9,9 +9,10 @@ result feeds the coded probabilities, or the choice of a label, runs on one torc
 (``one_thread``).
 
 That does not have to mean one core: work made of independent passes (ranking the labels,
-``model.codec.labels``) runs ``side_by_side`` on several Python threads of one torch thread
-each, so still the same bits. (The pixel loop itself cannot: its steps follow each other, and
-two coder batches side by side gained nothing here, the loop being bound by Python's lock.)
+``model.codec.labels``; the encoder's pixel loops, one per batch of images) runs
+``side_by_side`` on several Python threads of one torch thread each, so still the same bits.
+Two pixel loops side by side took 1.5-1.8x less time than one after the other on 2 cores.
+The decoder cannot do that: it reads one stream, batch after batch.
 """
 
 from __future__ import annotations
