@@ -141,43 +141,10 @@ class LikelihoodJob(Job[Likelihood]):
 Completion = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, bits, labels
 
 
-@dataclass(eq=False)
-class CompleteJob(Job[Completion]):
-    """Fill ``mask`` of one image ``n`` times -> ``complete``'s images, bits and labels."""
+@dataclass(eq=False, kw_only=True)
+class ParticleJob(Job[Completion]):
+    """``n`` results for one image by particles (``complete``, ``upscale``): what they share."""
 
-    image: torch.Tensor  # (1, H, W) model values
-    mask: torch.Tensor  # (H, W) bool, True = fill
-    n: int
-    label: int | None  # None: each completion infers its own
-    seeds: list[int]
-    temperature: float
-    particles: int
-    progress: Progress | None = None  # a streamed request's rows go here
-
-    @property
-    def images(self) -> int:
-        return self.n * self.particles  # every particle is an image of work
-
-    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
-        return complete(
-            model,
-            self.image,
-            self.mask,
-            self.n,
-            labels=self.label,
-            seeds=self.seeds,
-            temperature=self.temperature,
-            particles=self.particles,
-            on_row=self.progress,
-        )
-
-
-@dataclass(eq=False)
-class UpscaleJob(Job[Completion]):
-    """Upscale one small image ``n`` times -> ``upscale``'s images, bits and labels."""
-
-    small: torch.Tensor  # (1, H/f, W/f) model values
-    factor: int
     n: int
     label: int | None  # None: each result infers its own
     seeds: list[int]
@@ -189,18 +156,37 @@ class UpscaleJob(Job[Completion]):
     def images(self) -> int:
         return self.n * self.particles  # every particle is an image of work
 
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments ``complete`` and ``upscale`` both take."""
+        return {
+            "labels": self.label,
+            "seeds": self.seeds,
+            "temperature": self.temperature,
+            "particles": self.particles,
+            "on_row": self.progress,
+        }
+
+
+@dataclass(eq=False, kw_only=True)
+class CompleteJob(ParticleJob):
+    """Fill ``mask`` of one image ``n`` times -> ``complete``'s images, bits and labels."""
+
+    image: torch.Tensor  # (1, H, W) model values
+    mask: torch.Tensor  # (H, W) bool, True = fill
+
     def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
-        return upscale(
-            model,
-            self.small,
-            self.factor,
-            self.n,
-            labels=self.label,
-            seeds=self.seeds,
-            temperature=self.temperature,
-            particles=self.particles,
-            on_row=self.progress,
-        )
+        return complete(model, self.image, self.mask, self.n, **self.sampling())
+
+
+@dataclass(eq=False, kw_only=True)
+class UpscaleJob(ParticleJob):
+    """Upscale one small image ``n`` times -> ``upscale``'s images, bits and labels."""
+
+    small: torch.Tensor  # (1, H/f, W/f) model values
+    factor: int
+
+    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
+        return upscale(model, self.small, self.factor, self.n, **self.sampling())
 
 
 @dataclass(eq=False)

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import png_bytes, to_uint8_images
-from app.jobs import CompleteJob, GenerateJob, UpscaleJob
+from app.jobs import GenerateJob, ParticleJob
 from app.progress import Progress
 from app.serving import Serving
 from app.worker import Ticket
@@ -48,7 +48,7 @@ STREAM_RESPONSE: dict[str, Any] = {
 }
 
 
-StreamedJob = GenerateJob | CompleteJob | UpscaleJob  # the jobs with a row hook
+StreamedJob = GenerateJob | ParticleJob  # the jobs with a row hook
 
 
 def wants_stream(request: Request) -> bool:

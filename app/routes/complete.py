@@ -103,7 +103,15 @@ async def complete_image(
             images, seeds, labels, bits, levels=serving.levels, fmt=fmt, scale=scale, info=serving.info
         )
 
-    job = CompleteJob(values, region_tensor, n, chosen_label, seeds, temperature, particles)
+    job = CompleteJob(
+        image=values,
+        mask=region_tensor,
+        n=n,
+        label=chosen_label,
+        seeds=seeds,
+        temperature=temperature,
+        particles=particles,
+    )
     if wants_stream(request):
         return stream(serving, job, finish, scale=scale, known=~region_tensor.bool())
     return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)

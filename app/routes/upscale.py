@@ -167,7 +167,15 @@ async def upscale_image(
         response.headers["X-Factor"] = str(chosen)
         return response
 
-    job = UpscaleJob(small, chosen, n, chosen_label, seeds, temperature, particles)
+    job = UpscaleJob(
+        small=small,
+        factor=chosen,
+        n=n,
+        label=chosen_label,
+        seeds=seeds,
+        temperature=temperature,
+        particles=particles,
+    )
     if wants_stream(request):
         return stream(serving, job, finish, scale=scale)
     return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)
