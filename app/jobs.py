@@ -25,7 +25,7 @@ from model.inference.cached import cached_sample
 from model.inference.completion import complete
 from model.inference.likelihood import Likelihood, log_likelihood
 from model.inference.superres import upscale
-from model.network.classifier import Classifier
+from model.network.classifier import Classifier, guess_from_small
 from model.network.pixelcnn import PixelCNN
 
 R = TypeVar("R")
@@ -184,9 +184,16 @@ class UpscaleJob(ParticleJob):
 
     small: torch.Tensor  # (1, H/f, W/f) model values
     factor: int
+    classifier: Classifier | None = None  # guesses a missing label from the small image
 
     def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
-        return upscale(model, self.small, self.factor, self.n, **self.sampling())
+        sampling = self.sampling()
+        if self.label is None and self.classifier is not None:
+            # The classifier's guess from the small image as a whole (it was trained on such
+            # enlargements) names the class far more often than particles that each draw one.
+            guess = guess_from_small(self.classifier, self.small.unsqueeze(0), self.factor)
+            sampling["labels"] = int(guess[0])
+        return upscale(model, self.small, self.factor, self.n, **sampling)
 
 
 @dataclass(eq=False)

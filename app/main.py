@@ -23,8 +23,8 @@ from app.settings import Settings, get_settings
 from app.timeouts import BodyTimeout
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError, load
-from model.classifier import load_classifier
-from model.network.classifier import Classifier, classifier_misfit
+from model.classifier import classifier_for
+from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
 log = logging.getLogger("app")
@@ -38,16 +38,14 @@ def load_weights(settings: Settings) -> PixelCNN:
 
 def label_classifier(model: PixelCNN, settings: Settings) -> Classifier | None:
     """The classifier that guesses labels for /compress and /upscale, when one is set and fits."""
-    if settings.classifier is None or not model.config.num_classes:
+    if settings.classifier is None:
         return None
     try:
-        classifier = load_classifier(settings.classifier)
+        classifier, why_not = classifier_for(model, settings.classifier)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (set PIXELCNN_CLASSIFIER= empty to serve without one)") from exc
-    misfit = classifier_misfit(model, classifier)
-    if misfit:
-        log.warning("no label classifier (/compress searches, /upscale infers), since %s", misfit)
-        return None
+    if why_not and model.config.num_classes:
+        log.warning("no label classifier (/compress searches, /upscale infers), since %s", why_not)
     return classifier
 
 

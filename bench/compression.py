@@ -33,10 +33,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
-from model.classifier import DEFAULT_CLASSIFIER, load_classifier
+from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.codec import compress_with_stats, decompress
 from model.data import load_fashion_mnist, quantize
-from model.network.classifier import Classifier, classifier_misfit
+from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
 Encoder = Callable[[np.ndarray], bytes]
@@ -128,13 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     n = min(args.limit, len(data))
     values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, 1, H, W) model values
     dims = cfg.image_size**2
-    classifier = None
-    if cfg.num_classes and not args.fewest_bits:
-        classifier = load_classifier(args.classifier)
-        misfit = classifier_misfit(model, classifier)
-        if misfit:
-            print(f"note: labels by the fewest-bits search, since {misfit}")
-            classifier = None
+    classifier, why_not = (None, None) if args.fewest_bits else classifier_for(model, args.classifier)
+    if why_not and cfg.num_classes:
+        print(f"note: labels by the fewest-bits search, since {why_not}")
     rule = "fewest bits" if classifier is None else "the classifier's guesses"
     runs = [code_in_containers(model, values, size, classifier) for size in sizes]
 

@@ -28,7 +28,8 @@ from safetensors.torch import load_file, save_file
 from model.checkpoint import CheckpointError, atomic_write
 from model.data import load_fashion_mnist
 from model.inference.superres import downscale
-from model.network.classifier import Classifier, enlarge, guess_labels
+from model.network.classifier import Classifier, classifier_misfit, enlarge, guess_labels
+from model.network.pixelcnn import PixelCNN
 
 FORMAT = "fmnist-classifier/1"
 DEFAULT_CLASSIFIER = "weights/fmnist-classifier.safetensors"  # the shipped file, from the repository root
@@ -108,6 +109,17 @@ def load_classifier(path: str | Path) -> Classifier:
     except (OSError, SafetensorError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load the classifier {path}: {exc}") from exc
     return net.eval()
+
+
+def classifier_for(model: PixelCNN, path: str | Path) -> tuple[Classifier | None, str | None]:
+    """The classifier at ``path`` to guess ``model``'s labels, or None and why not: an
+    unconditional model needs none; one that codes other images than it reads cannot use it.
+    A missing or damaged file is a ``CheckpointError``."""
+    if not model.config.num_classes:
+        return None, "the model is unconditional"
+    classifier = load_classifier(path)
+    misfit = classifier_misfit(model, classifier)
+    return (None, misfit) if misfit else (classifier, None)
 
 
 def main(argv: list[str] | None = None) -> int:

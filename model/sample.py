@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, load
-from model.classifier import DEFAULT_CLASSIFIER, load_classifier
+from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.data import CLASS_NAMES, dequantize, quantize
 from model.inference.generation import generate
 from model.inference.superres import downscale, upscale
-from model.network.classifier import classifier_misfit, guess_from_small
+from model.network.classifier import guess_from_small
 from model.pictures import image_grid
 
 
@@ -69,10 +69,9 @@ def upscale_main(argv: list[str]) -> int:
     small = downscale(values[0], args.factor) if picture.size != (side, side) else values[0]
     seeds = [args.seed + i for i in range(args.n)]
     label = _label(args.label)
-    if label is None and model.config.num_classes:
-        classifier = load_classifier(args.classifier)
-        if classifier_misfit(model, classifier) is None:
-            label = int(guess_from_small(classifier, small.unsqueeze(0), args.factor)[0])
+    classifier = None if label is not None else classifier_for(model, args.classifier)[0]
+    if classifier is not None:
+        label = int(guess_from_small(classifier, small.unsqueeze(0), args.factor)[0])
     try:
         images, bits, labels = upscale(
             model,

@@ -29,7 +29,6 @@ from app.schemas import (
 from app.serving import ServingDep, SettingsDep
 from app.streaming import STREAM_RESPONSE, stream, wants_stream
 from model.inference.superres import downscale
-from model.network.classifier import guess_from_small
 
 router = APIRouter(tags=["upscale"])
 FACTORS = (2, 4, 7)
@@ -136,10 +135,6 @@ async def upscale_image(
     small, chosen = await decoded(
         small_image, data, factor, serving.size, serving.levels, settings.max_image_pixels, invert
     )
-    if chosen_label is None and serving.classifier is not None:
-        # The classifier's guess from the small image as a whole (it was trained on such
-        # enlargements) names the class far more often than particles that each draw one.
-        chosen_label = int(guess_from_small(serving.classifier, small.unsqueeze(0), chosen)[0])
     base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
     seeds = [base + i for i in range(n)]
 
@@ -175,6 +170,7 @@ async def upscale_image(
         seeds=seeds,
         temperature=temperature,
         particles=particles,
+        classifier=serving.classifier,
     )
     if wants_stream(request):
         return stream(serving, job, finish, scale=scale)

@@ -18,11 +18,10 @@ import torch
 from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
-from model.classifier import DEFAULT_CLASSIFIER, load_classifier
+from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
 from model.data import dequantize, quantize
-from model.network.classifier import classifier_misfit
 from model.network.pixelcnn import PixelCNN
 
 
@@ -57,13 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load(args.weights)
         levels, pixels = model.config.levels, model.config.image_size**2
         if args.command == "compress":
-            classifier = None
-            if not (args.fewest_bits or model.config.num_classes is None):
-                classifier = load_classifier(args.classifier)
-                misfit = classifier_misfit(model, classifier)
-                if misfit:
-                    print(f"note: labels by the fewest-bits search, since {misfit}")
-                    classifier = None
+            classifier, why_not = (None, None) if args.fewest_bits else classifier_for(model, args.classifier)
+            if why_not and model.config.num_classes:
+                print(f"note: labels by the fewest-bits search, since {why_not}")
             data, bits = compress_with_stats(model, read_png(args.src, model), classifier=classifier)
             Path(args.dst).write_bytes(data)
             print(
