@@ -1,7 +1,8 @@
 """``python -m bench.upscale``: super-resolution of Fashion-MNIST test images, against Pillow.
 
 For each factor (2, 4, 7: 14x14, 7x7 and 4x4 small images made with ``model.downscale``), on
-the first ``--limit`` test images (default 200): ``--samples`` results per image (default 8;
+the first ``--limit`` test images (default 200; ``--split validation`` to choose settings
+without the test set): ``--samples`` results per image (default 8;
 result s of image i uses seed ``i * samples + s``), ``--particles`` each, all of an image's
 samples with one class (``--labels``: by default the shipped classifier's guess from the small
 image, enlarged nearest; it was trained on such images too). It prints, per factor: the
@@ -203,7 +204,13 @@ def picture_rows(truth: torch.Tensor, small: torch.Tensor, samples: torch.Tensor
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.upscale", description=__doc__)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    p.add_argument("--limit", type=int, default=200, help="the first N test images, per factor")
+    p.add_argument("--limit", type=int, default=200, help="the first N images of the split, per factor")
+    p.add_argument(
+        "--split",
+        choices=["test", "validation"],
+        default="test",
+        help="the images: test (to report), or validation (to choose settings without the test set)",
+    )
     p.add_argument("--factors", type=int, nargs="+", default=[2, 4, 7])
     p.add_argument("--samples", type=int, default=8, help="results per image (the mean is of these)")
     p.add_argument("--particles", type=int, default=8, help="particles per result (the library default)")
@@ -228,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
-    test = load_fashion_mnist("test")
-    truth, labels = test.images[: args.limit], test.labels[: args.limit]
+    split = load_fashion_mnist(args.split)
+    truth, labels = split.images[: args.limit], split.labels[: args.limit]
     print(
-        f"{args.limit} test images per factor, {args.samples} samples each, {args.particles} particle(s) "
-        f"per sample, temperature {args.temperature}, {torch.get_num_threads()} threads"
+        f"{args.limit} {args.split} images per factor, {args.samples} samples each, "
+        f"{args.particles} particle(s) per sample, temperature {args.temperature}, "
+        f"{torch.get_num_threads()} threads"
     )
     results: list[dict[str, Any]] = []
     pictures = []

@@ -3,8 +3,9 @@
 ``n`` requested results run ``K`` particles each, as one batch of ``n * K`` on the cached
 incremental model (result c owns rows ``c*K .. c*K+K-1``). Reproducibility is per result:
 result c draws everything from one ``torch.Generator`` seeded with ``seeds[c]``: first one
-uniform per pixel for each of its particles (raster order, up front), then one uniform per
-resampling of its group and one for the final pick. So a result depends only on the model,
+uniform per pixel for each of its particles (raster order, up front; then ``extra_noise``
+more per particle, for a caller that needs them), then one uniform per resampling of its
+group and one for the final pick. So a result depends only on the model,
 the inputs, its seed and its label, never on the rest of the batch.
 
 The caller multiplies a particle's weight (``log_weight``, natural log) by whatever the
@@ -59,19 +60,23 @@ class Particles:
 
     ``state``: the cache (``begin_row``, ``logits``); ``noise`` ``(n*K, H*W)`` float64;
     ``out`` ``(n*K, H*W)`` int64 pixels so far; ``bits`` ``(n*K,)`` float64 negative
-    log2-likelihood so far (temperature 1); ``log_weight`` ``(n, K)``; ``labels`` ``(n*K,)``.
+    log2-likelihood so far (temperature 1); ``log_weight`` ``(n, K)``; ``labels`` ``(n*K,)``;
+    ``extra_noise`` ``(n*K, extra_noise)`` float64, uniforms for the caller's own choices.
     """
 
-    def __init__(self, model: PixelCNN, labels: Labels, seeds: list[int], particles: int):
+    def __init__(
+        self, model: PixelCNN, labels: Labels, seeds: list[int], particles: int, extra_noise: int = 0
+    ) -> None:
         size = model.config.image_size
         pixels = size * size
         self.n, self.k = len(seeds), particles
         batch = self.n * particles
         self.labels = particle_labels(model, labels, seeds, particles)
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
-        self.noise = torch.cat(
-            [torch.rand(particles, pixels, generator=g, dtype=torch.float64) for g in self.gens]
-        )
+        width = pixels + extra_noise
+        noise = [torch.rand(particles, width, generator=g, dtype=torch.float64) for g in self.gens]
+        self.noise = torch.cat([rows[:, :pixels] for rows in noise])
+        self.extra_noise = torch.cat([rows[:, pixels:] for rows in noise])
         self.state = incremental(model, self.labels, batch)
         self.out = torch.zeros(batch, pixels, dtype=torch.long)
         self.log_weight = torch.zeros(self.n, particles, dtype=torch.float64)  # natural log
