@@ -125,23 +125,23 @@ def _look_ahead(
     tempered: torch.Tensor,
     kept: torch.Tensor,
     sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    interval: tuple[torch.Tensor, torch.Tensor],
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixel ``t``, the one before block ``block``'s last: ``LOOKAHEAD`` candidates from the
     twisted ``proposal`` ``(n*K, levels)`` (log, masked to the allowed values; ``tempered``:
     the model's log-probabilities before the twist and mask), each scored by the model's mass
     on the allowed values of the pixel after it. ``kept``: the plain proposal's weight.
-    ``sums``: ``lo``, ``hi`` ``(n*K, blocks)`` and the block's sum so far ``(n*K,)``.
+    ``sums``: ``lo``, ``hi`` ``(n*K, blocks)`` and the block's sum so far ``(n*K,)``;
+    ``interval``: the pixel's allowed values, ``least`` and ``most`` ``(n*K,)``.
     Returns the chosen values ``(n*K,)``, their weight (the candidates' mean, natural log) and
     the log mass of the last pixel's allowed values, the twist the last pixel divides by.
     """
     state, size = group.state, group.state.size
     i, j = divmod(t, size)
     lo, hi, so_far = sums
+    least, most = interval
     levels = torch.arange(proposal.shape[1])
-    finite = proposal > float("-inf")
-    least = levels.masked_fill(~finite, levels.numel()).min(1).values  # the allowed interval
-    most = levels.masked_fill(~finite, -1).max(1).values
     values, log_mass, log_weight = [], [], []
     for m in range(LOOKAHEAD):
         # Stratified: candidate m uses the m-th shift of the pixel's uniform, so each is a draw.
@@ -229,7 +229,8 @@ def upscale(
         # The importance weight: the mass the twisted proposal kept, over the twist before.
         kept = torch.logsumexp(proposal, 1) - torch.logsumexp(tempered, 1) - twist_before
         if after == 1 and LOOKAHEAD > 1:
-            chosen = _look_ahead(group, t, block, proposal, tempered, kept, (lo, hi, so_far), temperature)
+            sums, interval = (lo, hi, so_far), (least, most)
+            chosen = _look_ahead(group, t, block, proposal, tempered, kept, sums, interval, temperature)
             values, kept, looked = chosen
         else:
             values = draw(proposal, group.noise[:, t], 1.0)
