@@ -147,15 +147,19 @@ def test_particles_sample_the_models_posterior_given_the_small_image(monkeypatch
     # noise: about 0.05 total variation for 4000 draws here).
     with monkeypatch.context() as patch:
         patch.setattr(superres, "SPREAD", math.inf)
-        patch.setattr(superres, "LOOKAHEAD", 1)
+        patch.setattr(superres, "LOOKAHEAD", 0)
         masked, weighted = total_variation(model, 1, 4000), total_variation(model, 16, 4000)
     assert masked > 0.25 and weighted < 0.1, (masked, weighted)
-    # The lookahead alone (four candidates for pixel 3, each scored by the model's mass on
-    # pixel 4's allowed values) keeps the target: its weights are the candidates' mean.
+    # The lookahead alone (pixel 3 twisted by pixel 4's distribution after a reference value,
+    # then candidates each scored by the model's mass on pixel 4's allowed values) keeps the
+    # target: its weights are the candidates' mean. With one candidate, one particle is
+    # already much closer than masking.
     with monkeypatch.context() as patch:
         patch.setattr(superres, "SPREAD", math.inf)
         ahead = total_variation(model, 16, 4000)
-    assert ahead < 0.1, ahead
+        patch.setattr(superres, "LOOKAHEAD", 1)
+        single, single_many = total_variation(model, 1, 4000), total_variation(model, 16, 4000)
+    assert ahead < 0.1 and single_many < 0.1 and single < masked, (ahead, single, single_many, masked)
     # The twist changes the proposal, not the target. A random model's posterior is far from
     # smooth, the worst case for the twist's guess; more particles still close the gap. (At
     # 4 levels the shipped spread, 0.15 of the top value, is under half a level: a guess so
