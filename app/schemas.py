@@ -59,11 +59,11 @@ def check_seed(seed: int | None, n: int) -> None:
         raise ClientError(422, f"seed must satisfy 0 <= seed and seed + n - 1 < 2**32 (n = {n}), got {seed}")
 
 
-def check_particle_work(n: int, particles: int, settings: Settings, results: str) -> None:
+def check_particle_work(n: int, particles: int, settings: Settings) -> None:
     """The limits of a particle job (``/complete``, ``/upscale``): ``n`` results of
     ``particles`` particles each, every particle an image of work."""
     if n > settings.max_images:
-        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} {results} per request")
+        raise ClientError(422, f"n = {n} is too many: at most {settings.max_images} results per request")
     if particles > settings.max_particles:
         raise ClientError(422, f"particles = {particles} is too many: at most {settings.max_particles}")
     if n * particles > settings.max_completion_batch:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Annotated
 
 import numpy as np
@@ -15,16 +14,9 @@ from app.imaging import parse_box, to_model_values
 from app.jobs import CompleteJob, Completion
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
+from app.routes.particle_form import ParticleFormDep
 from app.routes.uploads import image_upload, mask_upload
-from app.schemas import (
-    SEED_LIMIT,
-    Format,
-    check_particle_work,
-    check_seed,
-    check_temperature,
-    error_responses,
-    parse_label,
-)
+from app.schemas import Format, error_responses
 from app.serving import ServingDep, SettingsDep
 from app.streaming import stream, wants_stream
 
@@ -66,52 +58,44 @@ async def complete_image(
     image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
     mask: Annotated[UploadFile | None, File(description="white = pixels to fill")] = None,
     box: Annotated[str | None, Form(description="x0,y0,x1,y1 in model pixels, end-exclusive")] = None,
-    n: Annotated[int, Form(ge=1)] = 4,
-    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
-    temperature: Annotated[float, Form(gt=0)] = 1.0,
-    label: Annotated[
-        str | None, Form(description="0..9 or a class name; empty = infer one per completion (reported)")
-    ] = None,
-    particles: Annotated[int, Form(ge=1, description="particles per completion (SIR)")] = 8,
-    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
-    format: Annotated[Format, Form()] = "png",
-    scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
+    *,
+    form: ParticleFormDep,
 ) -> Response:
     """Complete the region given by ``mask``, ``box`` or the image's transparency; known pixels
     are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole.
     Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image.
     With ``Accept: text/event-stream`` the completions stream row by row (see ``app.streaming``)."""
-    check_particle_work(n, particles, settings, "completions")
-    check_temperature(temperature)
-    check_seed(seed, n)
-    model = serving.model
-    chosen_label = parse_label(label, model.config.num_classes)
-    upload = await image_upload(image, settings, serving.size, invert)
+    upload = await image_upload(image, settings, serving.size, form.invert)
     region = choose_region(
         await mask_upload(mask, settings, serving.size), box, upload.transparent, serving.size
     )
-    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
-    seeds = [base + i for i in range(n)]
     values = to_model_values(upload.gray, serving.levels)
     region_tensor = torch.from_numpy(region.copy())
 
     def finish(result: Completion, fmt: Format = "json") -> Response:
         images, bits, used = result
         # The label each completion was drawn with: the one asked for, or the one it inferred.
-        labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
+        labels: list[int | None] = [None] * form.n if used is None else [int(y) for y in used]
         return images_response(
-            images, seeds, labels, bits, levels=serving.levels, fmt=fmt, scale=scale, info=serving.info
+            images,
+            form.seeds,
+            labels,
+            bits,
+            levels=serving.levels,
+            fmt=fmt,
+            scale=form.scale,
+            info=serving.info,
         )
 
     job = CompleteJob(
         image=values,
         mask=region_tensor,
-        n=n,
-        label=chosen_label,
-        seeds=seeds,
-        temperature=temperature,
-        particles=particles,
+        n=form.n,
+        label=form.label,
+        seeds=form.seeds,
+        temperature=form.temperature,
+        particles=form.particles,
     )
     if wants_stream(request):
-        return stream(serving, job, finish, scale=scale, known=~region_tensor.bool())
-    return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)
+        return stream(serving, job, finish, scale=form.scale, known=~region_tensor.bool())
+    return await run_in_threadpool(finish, await serving.worker.submit(job, request), form.format)

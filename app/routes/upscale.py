@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import random
 from typing import Annotated, Any
 
 import torch
@@ -15,17 +14,9 @@ from app.errors import ClientError
 from app.imaging import open_image, png_bytes, read_upload, to_model_values, to_uint8_images
 from app.jobs import Completion, UpscaleJob
 from app.rendering import images_response
+from app.routes.particle_form import ParticleFormDep
 from app.routes.uploads import decoded, read_bytes
-from app.schemas import (
-    SEED_LIMIT,
-    Format,
-    UpscaleResponse,
-    check_particle_work,
-    check_seed,
-    check_temperature,
-    error_responses,
-    parse_label,
-)
+from app.schemas import Format, UpscaleResponse, error_responses
 from app.serving import ServingDep, SettingsDep
 from app.streaming import STREAM_RESPONSE, stream, wants_stream
 from model.inference.superres import downscale
@@ -104,20 +95,8 @@ async def upscale_image(
     factor: Annotated[
         int | None, Form(description="2, 4 or 7; needed only for an image that is not 14x14, 7x7 or 4x4")
     ] = None,
-    n: Annotated[int, Form(ge=1)] = 4,
-    particles: Annotated[int, Form(ge=1, description="particles per result (SIR)")] = 8,
-    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
-    temperature: Annotated[float, Form(gt=0)] = 1.0,
-    label: Annotated[
-        str | None,
-        Form(
-            description="0..9 or a class name; empty = the classifier's guess from the small image, "
-            "or with no classifier one inferred per result (reported either way)"
-        ),
-    ] = None,
-    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
-    format: Annotated[Format, Form()] = "png",
-    scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
+    *,
+    form: ParticleFormDep,
 ) -> Response:
     """Sample ``n`` 28x28 images whose f x f block means, rounded half up, are exactly the small
     image. Result i uses seed ``seed + i``; its class, given or inferred, is in ``X-Labels``.
@@ -126,17 +105,11 @@ async def upscale_image(
     (a 7x7 image: factor 4), or ``-F image=@shoe.png -F factor=7 -F format=json`` for any image."""
     if factor is not None and factor not in FACTORS:
         raise ClientError(422, f"factor must be 2, 4 or 7, got {factor}")
-    check_particle_work(n, particles, settings, "images")
-    check_temperature(temperature)
-    check_seed(seed, n)
-    chosen_label = parse_label(label, serving.model.config.num_classes)
     data = await read_bytes(image, "image")
     assert data is not None
     small, chosen = await decoded(
-        small_image, data, factor, serving.size, serving.levels, settings.max_image_pixels, invert
+        small_image, data, factor, serving.size, serving.levels, settings.max_image_pixels, form.invert
     )
-    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
-    seeds = [base + i for i in range(n)]
 
     extra = {
         "factor": chosen,
@@ -147,15 +120,15 @@ async def upscale_image(
     def finish(result: Completion, fmt: Format = "json") -> Response:
         images, bits, used = result
         # The label each result was drawn with: the one asked for, or the one it inferred.
-        labels: list[int | None] = [None] * n if used is None else [int(y) for y in used]
+        labels: list[int | None] = [None] * form.n if used is None else [int(y) for y in used]
         response = images_response(
             images,
-            seeds,
+            form.seeds,
             labels,
             bits,
             levels=serving.levels,
             fmt=fmt,
-            scale=scale,
+            scale=form.scale,
             info=serving.info,
             extra=extra if fmt == "json" else None,
         )
@@ -165,13 +138,13 @@ async def upscale_image(
     job = UpscaleJob(
         small=small,
         factor=chosen,
-        n=n,
-        label=chosen_label,
-        seeds=seeds,
-        temperature=temperature,
-        particles=particles,
+        n=form.n,
+        label=form.label,
+        seeds=form.seeds,
+        temperature=form.temperature,
+        particles=form.particles,
         classifier=serving.classifier,
     )
     if wants_stream(request):
-        return stream(serving, job, finish, scale=scale)
-    return await run_in_threadpool(finish, await serving.worker.submit(job, request), format)
+        return stream(serving, job, finish, scale=form.scale)
+    return await run_in_threadpool(finish, await serving.worker.submit(job, request), form.format)

@@ -1,0 +1,65 @@
+"""The form fields ``/complete`` and ``/upscale`` share: how many results, of how many particles
+each, from which seeds, at which temperature, of which class, and how they come back."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Form
+
+from app.schemas import SEED_LIMIT, Format, check_particle_work, check_seed, check_temperature, parse_label
+from app.serving import ServingDep, SettingsDep
+
+
+@dataclass(frozen=True)
+class ParticleForm:
+    """The checked fields. ``seeds``: one per result, ``seed + i`` (a random base when none
+    was given); ``label``: the class index asked for, or None."""
+
+    n: int
+    particles: int
+    seeds: list[int]
+    temperature: float
+    label: int | None
+    invert: bool
+    format: Format
+    scale: int
+
+
+def particle_form(
+    serving: ServingDep,
+    settings: SettingsDep,
+    n: Annotated[int, Form(ge=1)] = 4,
+    particles: Annotated[int, Form(ge=1, description="particles per result (SIR)")] = 8,
+    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT, description="result i uses seed + i")] = None,
+    temperature: Annotated[float, Form(gt=0)] = 1.0,
+    label: Annotated[
+        str | None,
+        Form(
+            description="0..9 or a class name; empty = /upscale takes the classifier's guess from the "
+            "small image, else each result infers its own (reported either way)"
+        ),
+    ] = None,
+    invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
+    format: Annotated[Format, Form()] = "png",
+    scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
+) -> ParticleForm:
+    check_particle_work(n, particles, settings)
+    check_temperature(temperature)
+    check_seed(seed, n)
+    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
+    return ParticleForm(
+        n=n,
+        particles=particles,
+        seeds=[base + i for i in range(n)],
+        temperature=temperature,
+        label=parse_label(label, serving.model.config.num_classes),
+        invert=invert,
+        format=format,
+        scale=scale,
+    )
+
+
+ParticleFormDep = Annotated[ParticleForm, Depends(particle_form)]
