@@ -9,8 +9,8 @@ image, enlarged nearest; it was trained on such images too). It prints, per fact
 agreement rate (``downscale(result) == small``, must be 100%); PSNR and SSIM against the true
 image, averaged over images, for one sample, for the mean of the samples, and for Pillow's
 bicubic and nearest enlargements of the same small image; bits/dim under the model of one
-sample, of the bicubic enlargement and of the true image, all three under the class the image's
-first sample used (and how often that is the true label); and seconds per image (all its
+sample, of all samples, of the bicubic enlargement and of the true image, all under the class
+the image's first sample used (and how often that is the true label); and seconds per image (all its
 samples and particles). The last line is JSON.
 ``--picture`` saves rows of: small image, bicubic, four samples, truth. Asserts nothing.
 """
@@ -79,6 +79,11 @@ def bits_per_dim(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | N
         for k in range(0, images.shape[0], batch)
     ]
     return torch.cat(parts).double()
+
+
+def repeat(labels: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    """Each label ``times`` times in a row, for an image's samples flattened ``(N * S,)``."""
+    return None if labels is None else labels.repeat_interleave(times)
 
 
 def guessed_labels(model: PixelCNN, small: torch.Tensor, args: argparse.Namespace) -> torch.Tensor | None:
@@ -150,6 +155,7 @@ def run_factor(
         "ssim_bicubic": float(ssim(bicubic, truth).mean()),
         "ssim_nearest": float(ssim(nearest, truth).mean()),
         "bpd_sample": float(bits_per_dim(model, out[:, 0], scored_with).mean()),
+        "bpd_samples": float(bits_per_dim(model, out.flatten(0, 1), repeat(scored_with, s)).mean()),
         "bpd_bicubic": float(bits_per_dim(model, bicubic, scored_with).mean()),
         "bpd_truth": float(bits_per_dim(model, truth, scored_with).mean()),
         "label_accuracy_pct": float("nan")
@@ -173,6 +179,7 @@ COLUMNS = (  # header, key, format; "1" is one sample, "mean" the mean of the sa
     ("SSIM bicubic", "ssim_bicubic", ".3f"),
     ("SSIM nearest", "ssim_nearest", ".3f"),
     ("bits/dim 1", "bpd_sample", ".3f"),
+    ("bits/dim all", "bpd_samples", ".3f"),
     ("bits/dim bicubic", "bpd_bicubic", ".3f"),
     ("bits/dim truth", "bpd_truth", ".3f"),
     ("label ok %", "label_accuracy_pct", ".1f"),

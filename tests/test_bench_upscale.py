@@ -26,7 +26,12 @@ def test_the_benchmark_reports_agreement_and_quality_per_factor(
     assert [r["factor"] for r in summary["results"]] == [7]
     for r in summary["results"]:
         assert r["agreement_pct"] == 100.0
-        assert 0 < r["psnr_bicubic"] < 100 and -1 <= r["ssim_mean"] <= 1 and r["bpd_sample"] > 0
+        assert (
+            0 < r["psnr_bicubic"] < 100
+            and -1 <= r["ssim_mean"] <= 1
+            and r["bpd_sample"] > 0
+            and r["bpd_samples"] > 0
+        )
         if labels == "true":
             assert r["label_accuracy_pct"] == 100.0
     # Rows of small, bicubic, four samples and truth (7 cells with 2-pixel borders), at scale 3.
