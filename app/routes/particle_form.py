@@ -28,7 +28,7 @@ class ParticleForm:
     scale: int
 
 
-def particle_form(
+async def particle_form(
     serving: ServingDep,
     settings: SettingsDep,
     n: Annotated[int, Form(ge=1)] = 4,

@@ -164,7 +164,7 @@ def _look_ahead(
     """Pixel ``t``, the one before block ``block``'s last: ``LOOKAHEAD`` candidates from the
     twisted ``proposal`` ``(n*K, levels)`` (log, masked to the allowed values; ``tempered``:
     the model's log-probabilities before the twist and mask), each scored by the model's mass
-    on the allowed values of the pixel after it. ``kept``: the plain proposal's weight.
+    on the allowed values of the pixel after it. ``kept``: the pixel's weight with this proposal.
     ``sums``: ``lo``, ``hi`` ``(n*K, blocks)`` and the block's sum so far ``(n*K,)``;
     ``interval``: the pixel's allowed values, ``least`` and ``most`` ``(n*K,)``.
     Returns the chosen values ``(n*K,)``, their weight (the candidates' mean, natural log) and
