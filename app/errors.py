@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from model.pictures import ImageError
+
 log = logging.getLogger("app")
 
 
@@ -25,6 +27,8 @@ class ClientError(Exception):
         self.headers = headers
 
 
+# The status of each kind of image a request cannot use (model.pictures.ImageError).
+IMAGE_ERROR_STATUS = {"empty": 400, "damaged": 400, "too large": 413, "unsupported": 415, "wrong size": 422}
 SHOWN_CHARS = 100  # the most of a client's value an error repeats back
 LISTED_ERRORS = 10  # the most validation errors one answer lists
 JSON_BODY_ERRORS = ("model_attributes_type", "dict_type", "model_type")
@@ -124,6 +128,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status == 422 and upload_cut_short(request):  # e.g. "'data' is missing"
             return JSONResponse({"detail": INCOMPLETE}, status_code=400)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return await client_error(request, ClientError(IMAGE_ERROR_STATUS[exc.problem], str(exc)))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

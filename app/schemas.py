@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -10,23 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.errors import ClientError, shown
 from app.settings import Settings
-from model.data import CLASS_NAMES
+from model.data import CLASS_NAMES, class_index
 
 SEED_LIMIT = 2**32
 MAX_TEMPERATURE = 10.0
 Format = Literal["png", "json"]
 LabelInput = int | str | None
-
-ALIASES = {
-    "tshirt": "t-shirt",
-    "t-shirt/top": "t-shirt",
-    "top": "t-shirt",
-    "ankle boot": "ankle-boot",
-    "ankleboot": "ankle-boot",
-    "boot": "ankle-boot",
-    "trousers": "trouser",
-    "sneakers": "sneaker",
-}
 
 
 def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
@@ -39,16 +27,14 @@ def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
     if isinstance(value, bool):
         raise ClientError(422, f"label must be null, 0..{num_classes - 1} or a class name ({names})")
     if isinstance(value, str):
-        text = value.strip().lower().replace("_", "-")
-        if re.fullmatch(r"-?[0-9]{1,6}", text):
-            value = int(text)
+        if re.fullmatch(r"-?[0-9]{1,6}", value.strip()):
+            value = int(value)
+        elif (index := class_index(value)) is None:
+            raise ClientError(
+                422, f"unknown label {shown(value)}: use 0..{num_classes - 1} or one of {names}"
+            )
         else:
-            text = ALIASES.get(text, ALIASES.get(text.replace("-", " "), text))
-            if text not in CLASS_NAMES:
-                raise ClientError(
-                    422, f"unknown label {shown(value)}: use 0..{num_classes - 1} or one of {names}"
-                )
-            return CLASS_NAMES.index(text)
+            return index
     if not 0 <= value < num_classes:
         raise ClientError(422, f"label {value} is out of range: use 0..{num_classes - 1} or a class name")
     return int(value)
@@ -70,12 +56,6 @@ def check_particle_work(n: int, particles: int, settings: Settings) -> None:
         raise ClientError(
             422, f"n * particles = {n * particles} is too many: at most {settings.max_completion_batch}"
         )
-
-
-def check_temperature(value: float) -> float:
-    if not math.isfinite(value) or not 0 < value <= MAX_TEMPERATURE:
-        raise ClientError(422, f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {value}")
-    return value
 
 
 class GenerateRequest(BaseModel):

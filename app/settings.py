@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.pictures import DEFAULT_MAX_PIXELS
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "pixelcnn-gated-fmnist.safetensors"
 DEFAULT_CLASSIFIER = WEIGHTS_DIR / "fmnist-classifier.safetensors"
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     max_particles: int = Field(64, ge=1, description="most particles per completion")
     max_completion_batch: int = Field(256, ge=1, description="most n * particles in one completion")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
-    max_image_pixels: int = Field(4_000_000, ge=784, description="largest decoded image, in pixels")
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=784, description="largest decoded image, in pixels")
     # Slow clients: 408 and the connection closed beyond these.
     header_timeout_s: float = Field(30.0, gt=0, description="longest wait for a request's headers")
     body_timeout_s: float = Field(30.0, gt=0, description="longest pause while receiving a body")

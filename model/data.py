@@ -32,6 +32,17 @@ CLASS_NAMES = (
     "bag",
     "ankle-boot",
 )
+# Other names users give the classes (after lower-casing and "_" -> "-").
+CLASS_ALIASES = {
+    "tshirt": "t-shirt",
+    "t-shirt/top": "t-shirt",
+    "top": "t-shirt",
+    "ankle boot": "ankle-boot",
+    "ankleboot": "ankle-boot",
+    "boot": "ankle-boot",
+    "trousers": "trouser",
+    "sneakers": "sneaker",
+}
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -40,6 +51,14 @@ IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 VALIDATION_SIZE = 5000
 VALIDATION_SEED = 1234
+
+
+def class_index(name: str) -> int | None:
+    """A class name (case, spacing and "_" forgiven, or an alias) -> its index; None if it
+    names no class."""
+    text = name.strip().lower().replace("_", "-")
+    text = CLASS_ALIASES.get(text, CLASS_ALIASES.get(text.replace("-", " "), text))
+    return CLASS_NAMES.index(text) if text in CLASS_NAMES else None
 
 
 class DatasetError(RuntimeError):

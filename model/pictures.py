@@ -1,13 +1,249 @@
-"""Pictures made from model outputs: image grids and training curves, as PIL images or PNGs."""
+"""Pictures in and out: any image file read as the model's grayscale, and image grids and
+training curves made from model outputs.
+
+Image files are decoded only by the decoders of the accepted formats (so Pillow never runs an
+exotic decoder on a file it was handed), their pixel count is checked before any pixel is
+decoded, and whatever their mode they become one grayscale image of the model's size,
+light-on-dark like Fashion-MNIST. The service and the commands read images the same way.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model.data import quantize
+from model.inference.superres import downscale
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+ACCEPTED_TEXT = "PNG, JPEG, WebP, BMP or GIF"
+DEFAULT_MAX_PIXELS = 4_000_000
+UPSCALE_FACTORS = (2, 4, 7)
+Problem = Literal["empty", "damaged", "too large", "unsupported", "wrong size"]
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; ``problem`` says which kind (the service's status)."""
+
+    def __init__(self, problem: Problem, message: str):
+        super().__init__(message)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class GrayImage:
+    gray: np.ndarray  # (size, size) uint8 0..255, light-on-dark like Fashion-MNIST
+    transparent: np.ndarray | None  # (size, size) bool, True where alpha < 50%, if it had alpha
+
+
+def signature_format(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` starts with, if any."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data.startswith(b"BM") and len(data) >= 14:
+        return "BMP"
+    return None
+
+
+def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Identify and size-check an image file's bytes without decoding its pixels yet.
+    ``field`` names it in errors (the form field, or the file's name)."""
+    if not data:
+        raise ImageError("empty", f"'{field}' is empty: send a {ACCEPTED_TEXT} image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            "too large", f"'{field}' has too many pixels to decode safely (at most {max_pixels:,})"
+        ) from None
+    except UnidentifiedImageError:
+        if (kind := signature_format(data)) is not None:
+            raise ImageError("damaged", f"'{field}' is a damaged {kind}: it could not be read") from None
+        raise ImageError(
+            "unsupported", f"'{field}' is not an image in an accepted format: send {ACCEPTED_TEXT}"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError("damaged", f"'{field}' could not be read as an image ({exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("damaged", f"'{field}' is a damaged image: it declares {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise ImageError(
+            "too large", f"'{field}' is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted"
+        )
+    return image
+
+
+# Larger images are BOX-averaged in their own mode (8-bit for most) down to at most this many
+# times the model's size a side before any float array exists, so the float arrays stay small
+# (112x112 for 28x28). The intermediate being a multiple of the model's size, each output pixel
+# averages the same source pixels as a direct BOX would: results differ from it by the 8-bit
+# rounding of the intermediate, at most 1 gray level on photos and 3 on 1-bit art (measured).
+SHRINK_TO = 4
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+SUPPORTED_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX", *HIGH_DEPTH_MODES)
+
+
+def _decode(image: Image.Image, field: str) -> Image.Image:
+    """Decode the first frame at full size (not JPEG's DCT scaling: a 2000x2000 JPEG decoded
+    at 1/8 scale, then BOX-averaged, is off by up to 8 gray levels from the full image's BOX)."""
+    try:
+        image.seek(0)  # the first frame of an animation
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError("damaged", f"'{field}' is truncated or corrupt ({exc})") from None
+    if image.mode not in SUPPORTED_MODES:
+        raise ImageError("unsupported", f"'{field}' has pixel mode {image.mode}, which is not supported")
+    return image
+
+
+def _shrink(image: Image.Image, size: int) -> Image.Image:
+    """BOX-average ``image`` in its own mode to at most ``SHRINK_TO * size`` pixels a side."""
+    limit = SHRINK_TO * size
+    target = (min(image.width, limit), min(image.height, limit))
+    return image if target == image.size else image.resize(target, Image.Resampling.BOX)
+
+
+def _gray8(image: Image.Image, invert: bool) -> Image.Image:
+    """An 8-bit mode -> ``"L"``, or ``"La"`` (gray premultiplied by alpha) if it has alpha.
+
+    ``invert`` flips dark-on-light to light-on-dark before the premultiplication, so that
+    transparent pixels become background (black) either way. Full size, 8 bits a sample.
+    """
+    if image.mode == "P":  # palette colours, with their transparency if any
+        image = image.convert("LA" if "transparency" in image.info else "L")
+    elif image.mode in ("L", "RGB") and "transparency" in image.info:  # a tRNS colour key
+        image = image.convert("LA" if image.mode == "L" else "RGBA")
+    elif image.mode in ("PA", "CMYK"):
+        image = image.convert("RGBA" if image.mode == "PA" else "RGB")
+    alpha = image.getchannel("A") if "A" in image.getbands() else None
+    gray = image.convert("L")
+    if invert:
+        gray = ImageOps.invert(gray)
+    if alpha is None:
+        return gray
+    return Image.merge("LA", (gray, alpha)).convert("La")  # gray * alpha / 255, rounded
+
+
+def _to_gray_and_alpha(
+    image: Image.Image, size: int, invert: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any mode -> float gray 0..255 ``(h, w)`` and alpha 0..1 ``(h, w)`` (None if opaque),
+    with ``h, w <= SHRINK_TO * size``: a large image is shrunk before it becomes floats.
+
+    Transparent pixels are background (black) in ``gray``, after ``invert`` if asked.
+    """
+    if image.mode in HIGH_DEPTH_MODES:  # 16- or 32-bit gray: shrunk in its own mode, no alpha
+        high = image.getextrema()[1]
+        top = 65535.0 if image.mode.startswith("I;16") or float(high) > 255 else 255.0  # type: ignore[arg-type]
+        values = np.asarray(_shrink(image, size), dtype=np.float32)
+        gray = np.clip(values * (255.0 / top), 0, 255)
+        return (255.0 - gray if invert else gray), None
+    shrunk = np.asarray(_shrink(_gray8(image, invert), size), dtype=np.float32)
+    if shrunk.ndim == 2:
+        return shrunk, None
+    return shrunk[..., 0], shrunk[..., 1] / 255.0
+
+
+def _resize(values: np.ndarray, size: int) -> np.ndarray:
+    """float ``(h, w)`` -> float64 ``(size, size)``: BOX when shrinking both sides, else bilinear."""
+    if values.shape == (size, size):
+        return values.astype(np.float64)
+    picture = Image.fromarray(values.astype(np.float32))
+    return np.asarray(
+        picture.resize(
+            (size, size), Image.Resampling.BOX if min(values.shape) >= size else Image.Resampling.BILINEAR
+        ),
+        dtype=np.float64,
+    )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation in place; damaged EXIF is ignored (the pixels are still fine)."""
+    with contextlib.suppress(Exception):  # Pillow raises several types for malformed EXIF blocks
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def _load(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    return _upright(_decode(open_image(data, field, max_pixels), field))
+
+
+def read_image(data: bytes, field: str, size: int, max_pixels: int, invert: bool = False) -> GrayImage:
+    """An image file's bytes -> the model's size in grayscale, alpha kept separately.
+
+    Whatever its size, no float array larger than ``SHRINK_TO * size`` a side is made.
+    """
+    gray, alpha = _to_gray_and_alpha(_load(data, field, max_pixels), size, invert)
+    transparent = None if alpha is None else _resize(alpha, size) < 0.5
+    return GrayImage(np.clip(np.rint(_resize(gray, size)), 0, 255).astype(np.uint8), transparent)
+
+
+def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    """A mask image (white = fill) -> ``(size, size)`` bool, resized to the model's size."""
+    gray, _ = _to_gray_and_alpha(_load(data, "mask", max_pixels), size)
+    return _resize(gray, size) >= 127.5  # transparent mask pixels count as black (keep)
+
+
+def to_model_values(gray: np.ndarray, levels: int) -> torch.Tensor:
+    """uint8 ``(H, W)`` intensities -> model values ``(1, H, W)`` int64."""
+    return quantize(torch.from_numpy(gray.copy()).view(1, 1, *gray.shape), levels)[0]
+
+
+def read_small_image(
+    data: bytes, field: str, size: int, levels: int, factor: int | None, max_pixels: int, invert: bool = False
+) -> tuple[torch.Tensor, int]:
+    """An image file as the small image that ``upscale`` enlarges: model values
+    ``(1, size/f, size/f)``, and its factor f.
+
+    An image of exactly a small size is used as it is (its size gives f when ``factor`` is
+    None); with ``factor``, a larger one is resized to ``size`` x ``size`` and shrunk by
+    ``downscale``.
+    """
+    sides = {size // f: f for f in UPSCALE_FACTORS if size % f == 0}
+    if not sides:
+        raise ImageError(
+            "wrong size", f"{size}x{size} images cannot be upscaled: 2, 4 or 7 must divide {size}"
+        )
+    if factor is not None and factor not in sides.values():
+        *others, last = (str(f) for f in sides.values())
+        named = f"{', '.join(others)} or {last}" if others else last
+        raise ImageError("wrong size", f"factor must be {named}, got {factor}")
+    width, height = open_image(data, field, max_pixels).size
+    if factor is None:
+        if width != height or width not in sides:
+            accepted = ", ".join(f"{s}x{s} (factor {f})" for s, f in sides.items())
+            raise ImageError(
+                "wrong size",
+                f"a {width}x{height} image matches no factor: send {accepted}, or give 'factor' "
+                "to shrink a larger image",
+            )
+        factor = sides[width]
+    side = size // factor
+    if (width, height) == (side, side):
+        return to_model_values(read_image(data, field, side, max_pixels, invert).gray, levels), factor
+    if width < side or height < side:
+        raise ImageError(
+            "wrong size",
+            f"a {width}x{height} image is smaller than the {side}x{side} that factor {factor} needs",
+        )
+    full = to_model_values(read_image(data, field, size, max_pixels, invert).gray, levels)
+    return downscale(full, factor), factor
 
 
 def image_grid(images: torch.Tensor, columns: int, scale: int = 1, padding: int = 2) -> Image.Image:
@@ -28,34 +264,3 @@ def image_grid(images: torch.Tensor, columns: int, scale: int = 1, padding: int 
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     return picture
-
-
-def plot_curves(metrics_path: Path, out_path: Path) -> None:
-    """Plot train and validation bits/dim from a JSONL metrics log into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train_x, train_y, val_x, val_y = [], [], [], []
-    for line in metrics_path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "train":
-            train_x.append(row["epoch_progress"])
-            train_y.append(row["bits_per_dim"])
-        elif row.get("kind") == "validation":
-            val_x.append(row["epoch_progress"])
-            val_y.append(row["bits_per_dim"])
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(train_x, train_y, label="train (running mean)", alpha=0.7)
-    ax.plot(val_x, val_y, "o-", label="validation (EMA weights)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("bits / dim")
-    if train_y or val_y:
-        low = min(train_y + val_y)
-        ax.set_ylim(low - 0.05, min(max(train_y + val_y), low + 1.5))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)

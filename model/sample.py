@@ -5,8 +5,9 @@ images, with ``--label`` fixing the class.
 
 ``python -m model.sample upscale small.png --factor 4 --n 8 --out big.png``: super-resolution,
 a grid of ``--n`` full-size images whose f x f block means are exactly the small image
-(``model.upscale``). A small image of exactly size/f is used as it is; a larger one is
-resized to the model's size and shrunk with ``model.downscale``. Without ``--label`` a
+(``model.upscale``). The image is read as the service reads uploads: a small image of
+exactly size/f is used as it is (its size gives the factor when ``--factor`` is left out); a
+larger one is resized to the model's size and shrunk with ``model.downscale``. Without ``--label`` a
 conditional model uses the shipped classifier's guess of the class, as the service does.
 """
 
@@ -14,30 +15,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
-from model.data import CLASS_NAMES, dequantize, quantize
+from model.data import CLASS_NAMES, class_index, dequantize
 from model.inference.generation import generate
-from model.inference.superres import downscale, upscale
+from model.inference.superres import upscale
 from model.network.classifier import guess_from_small
-from model.pictures import image_grid
+from model.pictures import DEFAULT_MAX_PIXELS, ImageError, image_grid, read_small_image
 
 
-def _label(text: str | None) -> int | None:
+def _label(p: argparse.ArgumentParser, text: str | None) -> int | None:
+    """``--label``: None, an index or a class name (as the service reads them)."""
     if text is None:
         return None
-    return CLASS_NAMES.index(text) if text in CLASS_NAMES else int(text)
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    if (index := class_index(text)) is None:
+        p.error(f"--label {text!r} is not a class: use an index or one of {', '.join(CLASS_NAMES)}")
+    return index
+
+
+def _writable(p: argparse.ArgumentParser, out: str) -> None:
+    """Fail before the sampling, not after it, when ``out`` cannot be written."""
+    if not Path(out).resolve().parent.is_dir():
+        p.error(f"--out {out}: its directory does not exist")
 
 
 def upscale_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m model.sample upscale", description=__doc__)
-    p.add_argument("small", help="the small image (any format Pillow reads; made grayscale)")
-    p.add_argument("--factor", type=int, required=True, help="2, 4 or 7 for 28x28 models")
+    p.add_argument("small", help="the small image: PNG, JPEG, WebP, BMP or GIF, any mode (made grayscale)")
+    p.add_argument(
+        "--factor", type=int, default=None, help="2, 4 or 7 for 28x28 models; default: the image's size says"
+    )
+    p.add_argument("--invert", action="store_true", help="the image is dark on light")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--out", default="upscaled.png")
     p.add_argument("--n", type=int, default=8)
@@ -55,28 +69,28 @@ def upscale_main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--scale", type=int, default=3)
     args = p.parse_args(argv)
+    if args.scale < 1:
+        p.error("--scale must be at least 1")
+    _writable(p, args.out)
+    label = _label(p, args.label)
     model = load(args.weights)
     size, levels = model.config.image_size, model.config.levels
-    if args.factor < 1 or size % args.factor:
-        p.error(f"--factor must divide the model's image size {size}")
-    side = size // args.factor
-    picture = Image.open(args.small).convert("L")
-    if picture.size != (side, side):
-        if min(picture.size) < side:
-            p.error(f"{args.small} is {picture.size[0]}x{picture.size[1]}: smaller than {side}x{side}")
-        picture = picture.resize((size, size), Image.Resampling.BOX)
-    values = quantize(torch.from_numpy(np.asarray(picture).copy()).view(1, 1, *picture.size[::-1]), levels)
-    small = downscale(values[0], args.factor) if picture.size != (side, side) else values[0]
+    try:
+        data = Path(args.small).read_bytes()
+        small, factor = read_small_image(
+            data, args.small, size, levels, args.factor, DEFAULT_MAX_PIXELS, args.invert
+        )
+    except (OSError, ImageError) as exc:
+        p.error(str(exc))
     seeds = [args.seed + i for i in range(args.n)]
-    label = _label(args.label)
     classifier = None if label is not None else classifier_for(model, args.classifier)[0]
     if classifier is not None:
-        label = int(guess_from_small(classifier, small.unsqueeze(0), args.factor)[0])
+        label = int(guess_from_small(classifier, small.unsqueeze(0), factor)[0])
     try:
         images, bits, labels = upscale(
             model,
             small,
-            args.factor,
+            factor,
             args.n,
             labels=label,
             seeds=seeds,
@@ -88,7 +102,7 @@ def upscale_main(argv: list[str]) -> int:
     image_grid(dequantize(images, levels), int(args.n**0.5 + 0.999), scale=args.scale).save(args.out)
     per_dim = ", ".join(f"{float(b) / size**2:.3f}" for b in bits)
     used = "" if labels is None else f"; labels {', '.join(CLASS_NAMES[int(y)] for y in labels)}"
-    print(f"wrote {args.out} ({args.n} images, factor {args.factor}; bits/dim {per_dim}{used})")
+    print(f"wrote {args.out} ({args.n} images, factor {factor}; bits/dim {per_dim}{used})")
     return 0
 
 
@@ -108,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=("fast", "naive"), default="fast")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    if args.scale < 1:
+        p.error("--scale must be at least 1")
+    _writable(p, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
@@ -118,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         labels: list[int | None] = [c for c in range(k) for _ in range(args.n)]
         columns = args.n
     else:
-        labels = [_label(args.label)] * args.n
+        labels = [_label(p, args.label)] * args.n
         columns = int(args.n**0.5 + 0.999)
     seeds = [args.seed + i for i in range(len(labels))]
     images = generate(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.imaging import read_mask, read_upload
+from model.pictures import read_image, read_mask
 
 SIDE = 2000
 
@@ -40,7 +40,7 @@ def test_a_large_upload_never_becomes_a_full_size_float_array(rgba: np.ndarray, 
     data = png(rgba[..., 0] if channels == 1 else rgba)
     tracemalloc.start()
     try:
-        upload = read_upload(data, "image", 28, 4_000_000, invert=True)
+        upload = read_image(data, "image", 28, 4_000_000, invert=True)
         read_mask(data, 28, 4_000_000)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -53,7 +53,7 @@ def test_a_large_upload_never_becomes_a_full_size_float_array(rgba: np.ndarray, 
 def test_a_large_upload_is_what_a_direct_box_resize_gives(rgba: np.ndarray, invert: bool) -> None:
     """Shrinking in 8 bits first changes a pixel by at most one gray level; transparency is
     still background (black) after inverting."""
-    upload = read_upload(png(rgba), "image", 28, 4_000_000, invert)
+    upload = read_image(png(rgba), "image", 28, 4_000_000, invert)
     gray = np.asarray(Image.fromarray(rgba).convert("L"), dtype=np.float32)
     alpha = rgba[..., 3].astype(np.float32) / 255
     gray = (255 - gray if invert else gray) * alpha

@@ -15,13 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.errors import ClientError
-from app.imaging import png_bytes, to_model_values, to_uint8_images
+from app.imaging import png_bytes, to_uint8_images
 from app.jobs import CompressJob, DecompressJob
 from app.routes.uploads import image_upload
 from app.schemas import CompressResponse, Format, error_responses
 from app.serving import ServingDep, SettingsDep
 from model.codec.container import CodecError, unpack
-from model.pictures import image_grid
+from model.pictures import image_grid, to_model_values
 
 router = APIRouter(tags=["compression"])
 

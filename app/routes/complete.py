@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
-from app.imaging import parse_box, to_model_values
+from app.imaging import parse_box
 from app.jobs import CompleteJob, Completion
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
@@ -19,6 +19,7 @@ from app.routes.uploads import image_upload, mask_upload
 from app.schemas import Format, error_responses
 from app.serving import ServingDep, SettingsDep
 from app.streaming import stream, wants_stream
+from model.pictures import to_model_values
 
 router = APIRouter(tags=["complete"])
 

@@ -8,12 +8,12 @@ import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from app.heatmap import render_heatmap
-from app.imaging import to_model_values
 from app.jobs import LikelihoodJob
 from app.routes.uploads import image_upload
 from app.schemas import Format, LikelihoodResponse, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
 from model.data import CLASS_NAMES
+from model.pictures import to_model_values
 
 router = APIRouter(tags=["likelihood"])
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form
 
-from app.schemas import SEED_LIMIT, Format, check_particle_work, check_seed, check_temperature, parse_label
+from app.schemas import MAX_TEMPERATURE, SEED_LIMIT, Format, check_particle_work, check_seed, parse_label
 from app.serving import ServingDep, SettingsDep
 
 
@@ -34,7 +34,7 @@ async def particle_form(
     n: Annotated[int, Form(ge=1)] = 4,
     particles: Annotated[int, Form(ge=1, description="particles per result (SIR)")] = 8,
     seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT, description="result i uses seed + i")] = None,
-    temperature: Annotated[float, Form(gt=0)] = 1.0,
+    temperature: Annotated[float, Form(gt=0, le=MAX_TEMPERATURE)] = 1.0,
     label: Annotated[
         str | None,
         Form(
@@ -47,7 +47,6 @@ async def particle_form(
     scale: Annotated[int, Form(ge=1, le=16, description="nearest-neighbour upscaling")] = 1,
 ) -> ParticleForm:
     check_particle_work(n, particles, settings)
-    check_temperature(temperature)
     check_seed(seed, n)
     base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
     return ParticleForm(

@@ -12,8 +12,8 @@ import numpy as np
 from fastapi import UploadFile
 
 from app.errors import ClientError
-from app.imaging import Upload, read_mask, read_upload
 from app.settings import Settings
+from model.pictures import GrayImage, read_image, read_mask
 
 T = TypeVar("T")
 
@@ -44,10 +44,10 @@ async def decoded(read: Callable[..., T], *args: Any) -> T:
 
 async def image_upload(
     upload: UploadFile | str | None, settings: Settings, size: int, invert: bool
-) -> Upload:
+) -> GrayImage:
     data = await read_bytes(upload, "image")
     assert data is not None
-    return await decoded(read_upload, data, "image", size, settings.max_image_pixels, invert)
+    return await decoded(read_image, data, "image", size, settings.max_image_pixels, invert)
 
 
 async def mask_upload(upload: UploadFile | str | None, settings: Settings, size: int) -> np.ndarray | None:

@@ -10,8 +10,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import ClientError
-from app.imaging import open_image, png_bytes, read_upload, to_model_values, to_uint8_images
+from app.imaging import png_bytes, to_uint8_images
 from app.jobs import Completion, UpscaleJob
 from app.rendering import images_response
 from app.routes.particle_form import ParticleFormDep
@@ -19,10 +18,9 @@ from app.routes.uploads import decoded, read_bytes
 from app.schemas import Format, UpscaleResponse, error_responses
 from app.serving import ServingDep, SettingsDep
 from app.streaming import STREAM_RESPONSE, stream, wants_stream
-from model.inference.superres import downscale
+from model.pictures import read_small_image
 
 router = APIRouter(tags=["upscale"])
-FACTORS = (2, 4, 7)
 
 PNG_OR_UPSCALE_JSON: dict[int | str, dict[str, Any]] = {
     200: {
@@ -34,37 +32,6 @@ PNG_OR_UPSCALE_JSON: dict[int | str, dict[str, Any]] = {
         "the JSON body as the result event",
     },
 }
-
-
-def small_image(
-    data: bytes, factor: int | None, size: int, levels: int, max_pixels: int, invert: bool
-) -> tuple[torch.Tensor, int]:
-    """The upload as the small image, ``(1, size/f, size/f)`` model values, and its factor f.
-
-    An image of exactly a small size is used as it is (its size gives f when ``factor`` is
-    None); with ``factor``, a larger one is resized to ``size`` x ``size`` and shrunk by
-    ``downscale``.
-    """
-    sides = {size // f: f for f in FACTORS if size % f == 0}
-    width, height = open_image(data, "image", max_pixels).size
-    if factor is None:
-        if width != height or width not in sides:
-            accepted = ", ".join(f"{s}x{s} (factor {f})" for s, f in sides.items())
-            raise ClientError(
-                422,
-                f"a {width}x{height} image matches no factor: send {accepted}, or give 'factor' "
-                f"to shrink a larger image",
-            )
-        factor = sides[width]
-    side = size // factor
-    if (width, height) == (side, side):
-        return to_model_values(read_upload(data, "image", side, max_pixels, invert).gray, levels), factor
-    if width < side or height < side:
-        raise ClientError(
-            422, f"a {width}x{height} image is smaller than the {side}x{side} that factor {factor} needs"
-        )
-    full = to_model_values(read_upload(data, "image", size, max_pixels, invert).gray, levels)
-    return downscale(full, factor), factor
 
 
 def _png_base64(values: torch.Tensor, levels: int, size: int | None = None) -> str:
@@ -103,12 +70,17 @@ async def upscale_image(
 
     Example: ``curl -s -X POST localhost:8000/upscale -F image=@small7x7.png -F n=4 -o big.png``
     (a 7x7 image: factor 4), or ``-F image=@shoe.png -F factor=7 -F format=json`` for any image."""
-    if factor is not None and factor not in FACTORS:
-        raise ClientError(422, f"factor must be 2, 4 or 7, got {factor}")
     data = await read_bytes(image, "image")
     assert data is not None
     small, chosen = await decoded(
-        small_image, data, factor, serving.size, serving.levels, settings.max_image_pixels, form.invert
+        read_small_image,
+        data,
+        "image",
+        serving.size,
+        serving.levels,
+        factor,
+        settings.max_image_pixels,
+        form.invert,
     )
 
     extra = {

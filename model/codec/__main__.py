@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -21,24 +20,24 @@ from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
-from model.data import dequantize, quantize
+from model.data import dequantize
 from model.network.pixelcnn import PixelCNN
+from model.pictures import DEFAULT_MAX_PIXELS, ImageError, open_image, read_image, to_model_values
 
 
 def read_png(path: str | Path, model: PixelCNN) -> torch.Tensor:
-    """An image file as grayscale model values ``(1, 1, H, W)``; it must be the model's size."""
+    """An image file as grayscale model values ``(1, 1, H, W)``; it must be the model's size.
+    It is read as the service reads uploads (any accepted format and mode)."""
     size = model.config.image_size
     try:
-        with Image.open(path) as im:
-            gray = im.convert("L")
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise CodecError(f"{path}: not a readable image ({exc})") from exc
-    if gray.size != (size, size):
-        raise CodecError(
-            f"{path}: the model codes {size}x{size} images, this one is {gray.width}x{gray.height}"
-        )
-    pixels = torch.from_numpy(np.asarray(gray).copy()).view(1, 1, size, size)
-    return quantize(pixels, model.config.levels)
+        data = Path(path).read_bytes()
+        width, height = open_image(data, str(path), DEFAULT_MAX_PIXELS).size
+        if (width, height) != (size, size):
+            raise CodecError(f"{path}: the model codes {size}x{size} images, this one is {width}x{height}")
+        gray = read_image(data, str(path), size, DEFAULT_MAX_PIXELS).gray
+    except ImageError as exc:
+        raise CodecError(str(exc)) from exc
+    return to_model_values(gray, model.config.levels).unsqueeze(0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ from model.data import Split, dequantize, load_fashion_mnist, quantize
 from model.inference.generation import generate
 from model.inference.likelihood import bits_per_dim_loss, score_split
 from model.network.pixelcnn import PixelCNN
-from model.pictures import image_grid, plot_curves
+from model.pictures import image_grid
+from model.training.curves import plot_curves
 from model.training.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
 from model.training.settings import TrainSettings, lr_factor
 
