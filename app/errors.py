@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from model.pictures import ImageError
+from model.pictures import ImageError, Problem
 
 log = logging.getLogger("app")
 
@@ -28,7 +28,13 @@ class ClientError(Exception):
 
 
 # The status of each kind of image a request cannot use (model.pictures.ImageError).
-IMAGE_ERROR_STATUS = {"empty": 400, "damaged": 400, "too large": 413, "unsupported": 415, "wrong size": 422}
+IMAGE_ERROR_STATUS: dict[Problem, int] = {
+    "empty": 400,
+    "damaged": 400,
+    "too large": 413,
+    "unsupported": 415,
+    "wrong size": 422,
+}
 SHOWN_CHARS = 100  # the most of a client's value an error repeats back
 LISTED_ERRORS = 10  # the most validation errors one answer lists
 JSON_BODY_ERRORS = ("model_attributes_type", "dict_type", "model_type")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,14 +26,11 @@ def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
     if isinstance(value, bool):
         raise ClientError(422, f"label must be null, 0..{num_classes - 1} or a class name ({names})")
     if isinstance(value, str):
-        if re.fullmatch(r"-?[0-9]{1,6}", value.strip()):
-            value = int(value)
-        elif (index := class_index(value)) is None:
+        if (index := class_index(value)) is None:
             raise ClientError(
                 422, f"unknown label {shown(value)}: use 0..{num_classes - 1} or one of {names}"
             )
-        else:
-            return index
+        value = index
     if not 0 <= value < num_classes:
         raise ClientError(422, f"label {value} is out of range: use 0..{num_classes - 1} or a class name")
     return int(value)

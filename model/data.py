@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,12 @@ VALIDATION_SIZE = 5000
 VALIDATION_SEED = 1234
 
 
-def class_index(name: str) -> int | None:
-    """A class name (case, spacing and "_" forgiven, or an alias) -> its index; None if it
-    names no class."""
-    text = name.strip().lower().replace("_", "-")
+def class_index(text: str) -> int | None:
+    """An index written in ASCII digits (not range-checked: the caller knows the model), or a
+    class name (case, spacing and "_" forgiven, or an alias) -> an index; None otherwise."""
+    text = text.strip().lower().replace("_", "-")
+    if re.fullmatch(r"-?[0-9]{1,6}", text):
+        return int(text)
     text = CLASS_ALIASES.get(text, CLASS_ALIASES.get(text.replace("-", " "), text))
     return CLASS_NAMES.index(text) if text in CLASS_NAMES else None
 

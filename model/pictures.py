@@ -1,5 +1,5 @@
-"""Pictures in and out: any image file read as the model's grayscale, and image grids and
-training curves made from model outputs.
+"""Pictures in and out: any image file read as the model's grayscale, and image grids made
+from model outputs.
 
 Image files are decoded only by the decoders of the accepted formats (so Pillow never runs an
 exotic decoder on a file it was handed), their pixel count is checked before any pixel is
@@ -68,8 +68,9 @@ def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)  # Pillow's own limit may be lower
         raise ImageError(
-            "too large", f"'{field}' has too many pixels to decode safely (at most {max_pixels:,})"
+            "too large", f"'{field}' has too many pixels to decode safely: at most {limit:,}"
         ) from None
     except UnidentifiedImageError:
         if (kind := signature_format(data)) is not None:

@@ -18,31 +18,41 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from model.checkpoint import DEFAULT_WEIGHTS, load
+from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.data import CLASS_NAMES, class_index, dequantize
 from model.inference.generation import generate
 from model.inference.superres import upscale
 from model.network.classifier import guess_from_small
+from model.network.pixelcnn import PixelCNN
 from model.pictures import DEFAULT_MAX_PIXELS, ImageError, image_grid, read_small_image
 
 
 def _label(p: argparse.ArgumentParser, text: str | None) -> int | None:
-    """``--label``: None, an index or a class name (as the service reads them)."""
+    """``--label``: None, an index or a class name, read as the service reads them."""
     if text is None:
         return None
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
     if (index := class_index(text)) is None:
         p.error(f"--label {text!r} is not a class: use an index or one of {', '.join(CLASS_NAMES)}")
     return index
 
 
 def _writable(p: argparse.ArgumentParser, out: str) -> None:
-    """Fail before the sampling, not after it, when ``out`` cannot be written."""
-    if not Path(out).resolve().parent.is_dir():
+    """Fail before the sampling, not after it, when ``out`` cannot be written as a picture."""
+    path = Path(out)
+    if path.is_dir() or path.suffix.lower() not in Image.registered_extensions():
+        p.error(f"--out {out!r} must be a file name ending in a picture's extension, such as .png")
+    if not path.parent.is_dir():
         p.error(f"--out {out}: its directory does not exist")
+
+
+def _model(p: argparse.ArgumentParser, weights: str) -> PixelCNN:
+    try:
+        return load(weights)
+    except CheckpointError as exc:
+        p.error(str(exc))
 
 
 def upscale_main(argv: list[str]) -> int:
@@ -73,7 +83,7 @@ def upscale_main(argv: list[str]) -> int:
         p.error("--scale must be at least 1")
     _writable(p, args.out)
     label = _label(p, args.label)
-    model = load(args.weights)
+    model = _model(p, args.weights)
     size, levels = model.config.image_size, model.config.levels
     try:
         data = Path(args.small).read_bytes()
@@ -127,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     _writable(p, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.weights)
+    model = _model(p, args.weights)
     k = model.config.num_classes
     if args.per_class:
         if k is None:
@@ -138,15 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         labels = [_label(p, args.label)] * args.n
         columns = int(args.n**0.5 + 0.999)
     seeds = [args.seed + i for i in range(len(labels))]
-    images = generate(
-        model,
-        len(labels),
-        labels=labels if k else None,
-        seeds=seeds,
-        temperature=args.temperature,
-        progress=True,
-        method=args.method,
-    )
+    try:
+        images = generate(
+            model,
+            len(labels),
+            labels=labels if k else None,
+            seeds=seeds,
+            temperature=args.temperature,
+            progress=True,
+            method=args.method,
+        )
+    except ValueError as exc:  # a bad label, count, seed or temperature
+        p.error(str(exc))
     image_grid(dequantize(images, model.config.levels), columns, scale=args.scale).save(args.out)
     print(f"wrote {args.out} ({len(labels)} images)")
     return 0

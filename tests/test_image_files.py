@@ -95,6 +95,10 @@ def test_a_bad_small_image_is_a_one_line_error(
     ("extra", "says"),
     [
         (["--label", "Shirtz"], "--label 'Shirtz' is not a class"),
+        (["--label", "²"], "--label '²' is not a class"),
+        (["--label=--1"], "--label '--1' is not a class"),
+        (["--label", "-1"], "labels must be in 0..9"),
+        (["--weights", "nowhere.safetensors"], "nowhere.safetensors"),
         (["--factor", "3"], "factor must be 2, 4 or 7, got 3"),
         (["--scale", "0"], "--scale must be at least 1"),
     ],
@@ -119,14 +123,32 @@ def test_an_unwritable_out_fails_before_any_sampling(
     monkeypatch.setattr("model.sample.upscale", never)
     monkeypatch.setattr("model.sample.generate", never)
     Image.fromarray(np.zeros((7, 7), np.uint8)).save(tmp_path / "small.png")
-    out = str(tmp_path / "no-such-dir" / "big.png")
-    for argv in (
-        ["upscale", str(tmp_path / "small.png"), "--weights", str(weights), "--out", out],
-        ["--weights", str(weights), "--out", out, "--n", "1"],
-    ):
-        with pytest.raises(SystemExit):
-            sample_main(argv)
-        assert "its directory does not exist" in capsys.readouterr().err
+    outs = {
+        str(tmp_path / "no-such-dir" / "big.png"): "its directory does not exist",
+        str(tmp_path / "no-such-dir" / ".." / "big.png"): "its directory does not exist",
+        "": "must be a file name ending in a picture's extension",
+        str(tmp_path): "must be a file name ending in a picture's extension",
+        str(tmp_path / "noext"): "must be a file name ending in a picture's extension",
+    }
+    for out, says in outs.items():
+        for argv in (
+            ["upscale", str(tmp_path / "small.png"), "--weights", str(weights), "--out", out],
+            ["--weights", str(weights), "--out", out, "--n", "1"],
+        ):
+            with pytest.raises(SystemExit):
+                sample_main(argv)
+            assert says in capsys.readouterr().err, (out, argv)
+
+
+def test_the_sample_command_refuses_a_label_the_model_does_not_have(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for label in ("99", "-1"):
+        with pytest.raises(SystemExit) as exit_:
+            sample_main(
+                ["--weights", str(weights), "--n", "1", "--label", label, "--out", str(tmp_path / "s.png")]
+            )
+        assert exit_.value.code == 2 and "labels must be in 0..9" in capsys.readouterr().err
 
 
 def test_the_codec_command_says_what_is_wrong_with_a_bad_file(

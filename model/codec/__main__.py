@@ -1,6 +1,7 @@
 """``python -m model.codec compress IN.png OUT`` / ``decompress IN OUT.png``, with ``--weights``.
 
-Compresses one grayscale image of the model's size losslessly, or decompresses a container
+Compresses one image of the model's size losslessly (PNG, JPEG, WebP, BMP or GIF, any mode,
+read as the service reads uploads: made grayscale, transparent pixels black), or decompresses a container
 into a PNG (several images: one PNG each, numbered). The coding is ``model.codec.range_coder``.
 A conditional model's label is the shipped classifier's guess (``--classifier``), or with
 ``--fewest-bits`` (or a model the classifier does not fit) the label that costs the fewest
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m model.codec", description="Lossless image compression with a PixelCNN."
     )
     p.add_argument("command", choices=("compress", "decompress"))
-    p.add_argument("src", help="compress: an image file (grayscale, the model's size); decompress: data")
+    p.add_argument(
+        "src", help="compress: a PNG, JPEG, WebP, BMP or GIF of the model's size; decompress: data"
+    )
     p.add_argument("dst", help="compress: the compressed file; decompress: a PNG")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="guesses a conditional model's label")

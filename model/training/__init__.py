@@ -4,7 +4,8 @@
 - ``runs``: ``open_run``, which starts, resumes or fine-tunes a run from its settings;
 - ``settings``: ``TrainSettings`` (a run's ``settings.json``) and the learning-rate schedule;
 - ``distributed``: the process group under ``torchrun`` and each rank's share of the data;
-- ``export``: a run's EMA weights, scored, into a shipped weights file with its pictures.
+- ``export``: a run's EMA weights, scored, into a shipped weights file with its pictures;
+- ``curves``: a run's training curves as a PNG.
 
 The commands are ``python -m model.train`` and ``python -m model.export``.
 """
