@@ -30,10 +30,11 @@ from model.data import load_fashion_mnist
 from model.inference.superres import downscale
 from model.network.classifier import Classifier, classifier_misfit, enlarge, guess_labels
 from model.network.pixelcnn import PixelCNN
+from model.pictures import UPSCALE_FACTORS
 
 FORMAT = "fmnist-classifier/1"
 DEFAULT_CLASSIFIER = "weights/fmnist-classifier.safetensors"  # the shipped file, from the repository root
-BLUR_FACTORS = (2, 4, 7)
+BLUR_FACTORS = UPSCALE_FACTORS  # trained on the small images of every factor upscale serves
 
 
 @dataclass(frozen=True)
