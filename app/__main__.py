@@ -17,7 +17,7 @@ from model.checkpoint import CheckpointError, load
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m app", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")

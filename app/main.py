@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -83,8 +84,11 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
     app = FastAPIOffline(
         title="PixelCNN service",
         version="0.1.0",
-        description="Generate, complete, score and compress 28x28 grayscale images with a PixelCNN "
-        "trained on Fashion-MNIST. Errors are JSON objects with a 'detail' message.",
+        description="Generate new images, complete partly masked ones, score them pixel by pixel, "
+        "compress them losslessly and enlarge small ones (super-resolution) with a PixelCNN: by "
+        "default one trained on Fashion-MNIST, or any model trained with `python -m model.train` on "
+        "your own images (GET /model gives its size and class names). Errors are JSON objects "
+        "with a 'detail' message.",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the online validator
         # No /path/ -> /path redirects: Starlette builds them from the Host header.
@@ -98,6 +102,12 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
     for module in (generate, complete, upscale, likelihood, codec, meta):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        """The page's icon, at the path browsers ask for unprompted (a PNG: they all read it)."""
+        return FileResponse(STATIC / "favicon.png", media_type="image/png")
+
     app.add_middleware(BodySizeLimit, max_bytes=limit)
     app.add_middleware(BodyTimeout, seconds=body_timeout)
     app.add_middleware(DocsPolicy)

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from app.imaging import png_bytes, to_uint8_images
 from app.schemas import Format, ImageResult, ImagesResponse, ModelInfo
-from model.data import CLASS_NAMES
 from model.pictures import image_grid
 
 
@@ -47,7 +46,7 @@ def images_response(
         ImageResult(
             seed=seed,
             label=label,
-            label_name=None if label is None else CLASS_NAMES[label],
+            label_name=None if label is None else info.classes[label] if info.classes else str(label),
             png_base64=base64.b64encode(
                 png_bytes(image_grid(pixels[k : k + 1], 1, scale=scale, padding=0))
             ).decode(),

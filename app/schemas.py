@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.errors import ClientError, shown
 from app.settings import Settings
-from model.data import CLASS_NAMES, class_index
+from model.data import class_index
 
 SEED_LIMIT = 2**32
 MAX_TEMPERATURE = 10.0
@@ -16,17 +16,20 @@ Format = Literal["png", "json"]
 LabelInput = int | str | None
 
 
-def parse_label(value: LabelInput, num_classes: int | None) -> int | None:
-    """None, an index, or a class name (case and spacing forgiven) -> index or None."""
-    names = ", ".join(f"{i} {n!r}" for i, n in enumerate(CLASS_NAMES))
+def parse_label(value: LabelInput, class_names: tuple[str, ...]) -> int | None:
+    """None, an index, or one of the model's ``class_names`` (case and spacing forgiven) ->
+    index or None. ``class_names`` is empty for an unconditional model."""
+    listed = ", ".join(f"{i} {n!r}" for i, n in enumerate(class_names[:20]))
+    names = listed + (f", ... ({len(class_names)} classes)" if len(class_names) > 20 else "")
+    num_classes = len(class_names)
     if value is None or value == "":
         return None
-    if num_classes is None:
+    if not num_classes:
         raise ClientError(422, "this model is unconditional: leave 'label' out")
     if isinstance(value, bool):
         raise ClientError(422, f"label must be null, 0..{num_classes - 1} or a class name ({names})")
     if isinstance(value, str):
-        if (index := class_index(value)) is None:
+        if (index := class_index(value, class_names)) is None:
             raise ClientError(
                 422, f"unknown label {shown(value)}: use 0..{num_classes - 1} or one of {names}"
             )
@@ -63,7 +66,10 @@ class GenerateRequest(BaseModel):
     )
 
     n: Annotated[int, Field(ge=1, le=64, description="how many images (a server may allow fewer)")] = 16
-    label: LabelInput = Field(None, description="null (drawn from each seed), 0..9, or a class name")
+    label: LabelInput = Field(
+        None,
+        description="null (drawn from each seed), a class index, or a class name (GET /model lists them)",
+    )
     temperature: Annotated[float, Field(gt=0, le=MAX_TEMPERATURE, allow_inf_nan=False)] = 1.0
     seed: Annotated[int | None, Field(ge=0, lt=SEED_LIMIT)] = Field(
         None, description="image i uses seed + i; random when left out"
@@ -75,7 +81,7 @@ class GenerateRequest(BaseModel):
     @classmethod
     def _label_type(cls, value: Any) -> Any:
         if isinstance(value, bool) or not (value is None or isinstance(value, int | str)):
-            raise ValueError("label must be null, an integer 0..9 or a class name")
+            raise ValueError("label must be null, a class index or a class name")
         return value
 
 
@@ -91,7 +97,11 @@ class ModelInfo(BaseModel):
     arch: str
     config: dict[str, Any]
     parameters: int
-    classes: list[str] | None
+    image_size: int = Field(description="the model's images are image_size x image_size pixels")
+    classes: list[str] | None = Field(
+        description="the name of each label, in label order; None: unconditional"
+    )
+    upscale_factors: list[int] = Field(description="the factors /upscale enlarges by at this size")
     weights: str = Field(description="the weights file's name")
     sha256: str = Field(description="the weights file's sha256")
     test_bits_per_dim: float | None
@@ -108,7 +118,7 @@ class ImagesResponse(BaseModel):
 
 
 class UpscaleResponse(ImagesResponse):
-    factor: int = Field(description="2, 4 or 7: each image's f x f blocks average to the small image")
+    factor: int = Field(description="each image's f x f blocks average to the small image")
     small_png_base64: str = Field(description="the small image every result agrees with")
     bicubic_png_base64: str = Field(description="Pillow's bicubic enlargement of it, to compare with")
 

@@ -15,9 +15,9 @@ from app.schemas import ModelInfo
 from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
 from model.checkpoint import file_sha256, public_facts, read_metadata
-from model.data import CLASS_NAMES
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
+from model.pictures import upscale_factors
 
 
 @dataclass
@@ -56,7 +56,9 @@ def describe(model: PixelCNN, weights: Path | None) -> ModelInfo:
         arch=model.config.arch,
         config=json.loads(model.config.to_json()),
         parameters=model.parameter_count(),
-        classes=list(CLASS_NAMES[:k]) if k else None,
+        image_size=model.config.image_size,
+        classes=list(model.config.label_names) if k else None,
+        upscale_factors=list(upscale_factors(model.config.image_size)),
         weights=weights.name if weights is not None else "in-memory",
         sha256=file_sha256(weights) if weights is not None and weights.is_file() else "",
         test_bits_per_dim=_number(metadata, "test_bits_per_dim"),

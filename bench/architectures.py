@@ -63,7 +63,7 @@ def train_for(config: PixelCNNConfig, seconds: float, args: argparse.Namespace) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.architectures", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.architectures", description=__doc__)
     p.add_argument("--cpu-minutes", type=float, default=8.0, help="CPU-time budget per candidate")
     p.add_argument("--only", nargs="*", default=None, help="candidate names (default: all)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -110,7 +110,9 @@ def code_in_containers(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.compression", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m bench.compression", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--limit", type=int, default=1000, help="the first N test images")
     p.add_argument("--sizes", default="1,32,64", help="images per container, comma-separated")

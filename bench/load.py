@@ -208,7 +208,7 @@ async def overload(url: str, burst: int) -> tuple[Statuses, int, Statuses]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.load", description=__doc__)
     p.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--burst", type=int, default=500)

@@ -78,7 +78,7 @@ async def upload_round(url: str, png: bytes, concurrency: int) -> Counter[int | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.memory", description=__doc__)
     p.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--concurrency", type=int, default=30)

@@ -29,7 +29,7 @@ import torch
 
 from bench.classifier import DEFAULT_PATH, load_or_train, predict
 from model.checkpoint import load
-from model.data import CLASS_NAMES, dequantize, load_fashion_mnist
+from model.data import FASHION_CLASSES, dequantize, load_fashion_mnist
 from model.inference.generation import generate
 from model.inference.likelihood import log_likelihood
 
@@ -49,6 +49,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m bench.quality",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "fidelity": float(hit.mean()),
             "fid": frechet_distance(features, test_features),
             "bits_per_dim": float(bits.mean()),
-            "per_class": {CLASS_NAMES[c]: round(float(hit[labels == c].mean()), 3) for c in range(k)},
+            "per_class": {FASHION_CLASSES[c]: round(float(hit[labels == c].mean()), 3) for c in range(k)},
             "seconds": round(seconds, 1),
         }
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         bpd = "" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3f}"
         print(f"{name:10} {r['fidelity']:>9.3f} {r['fid']:>9.2f} {bpd:>9} {r['seconds']:>9}")
-    short = [name[:7] for name in CLASS_NAMES]
+    short = [name[:7] for name in FASHION_CLASSES]
     print("per-class fidelity: " + " ".join(f"{s:>8}" for s in short))
     for name, r in rows.items():
         if isinstance(r["per_class"], dict):

@@ -63,7 +63,7 @@ def measure(model: PixelCNN, batch: int, repeats: int, naive_pixels: int) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sampling", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.sampling", description=__doc__)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--batch-sizes", default="1,16,64")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")

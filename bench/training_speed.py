@@ -20,7 +20,9 @@ from model.training import Trainer, TrainSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.training_speed", description=__doc__)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m bench.training_speed", description=__doc__
+    )
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)

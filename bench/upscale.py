@@ -209,7 +209,7 @@ def picture_rows(truth: torch.Tensor, small: torch.Tensor, samples: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.upscale", description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.upscale", description=__doc__)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--limit", type=int, default=200, help="the first N images of the split, per factor")
     p.add_argument(

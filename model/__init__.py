@@ -1,4 +1,4 @@
-"""PixelCNN for Fashion-MNIST: the public API.
+"""PixelCNN for Fashion-MNIST or your own images: the public API.
 
 Weights files (safetensors; nothing is unpickled):
     ``load(path) -> PixelCNN``, ``save(model, path, **facts)``; ``CheckpointError`` when a
@@ -16,8 +16,11 @@ Using a model (images are integer model values ``(N, 1, H, W)`` in ``[0, levels)
     ``compress(model, images)`` -> bytes and ``decompress(model, data)`` -> images, lossless;
     ``CodecError`` for bad input or damaged data.
 Data:
-    ``load_fashion_mnist("train" | "validation" | "test")`` -> ``Split(images, labels)``,
-    ``CLASS_NAMES``; ``DatasetError`` when the files are missing or damaged.
+    ``open_source(folder | npz | idx folder | None)`` -> ``Dataset`` (any data set at one
+    size; None is Fashion-MNIST), ``dataset.part("train" | "validation" | "test")`` ->
+    ``Split(images, labels)``; ``load_fashion_mnist(part)`` and ``FASHION_CLASSES``;
+    ``DatasetError`` when a source is missing, damaged or unusable. A model's class names are
+    ``model.config.label_names``.
 
 Subpackages by concern: ``model.network`` (what the network computes), ``model.inference``
 (how it is sampled and scored), ``model.codec`` (compression), ``model.training`` (how it is
@@ -27,7 +30,8 @@ trained and exported). Commands: ``python -m model.train``, ``model.evaluate``,
 
 from model.checkpoint import CheckpointError, load, save
 from model.codec import CodecError, compress, decompress
-from model.data import CLASS_NAMES, DatasetError, Split, load_fashion_mnist
+from model.data import FASHION_CLASSES, DatasetError, Split, load_fashion_mnist
+from model.data.sources import Dataset, open_source
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import Likelihood, log_likelihood
@@ -36,9 +40,10 @@ from model.network.pixelcnn import ARCHITECTURES, PixelCNN, PixelCNNConfig
 
 __all__ = [
     "ARCHITECTURES",
-    "CLASS_NAMES",
+    "FASHION_CLASSES",
     "CheckpointError",
     "CodecError",
+    "Dataset",
     "DatasetError",
     "Likelihood",
     "PixelCNN",
@@ -52,6 +57,7 @@ __all__ = [
     "load",
     "load_fashion_mnist",
     "log_likelihood",
+    "open_source",
     "save",
     "upscale",
 ]

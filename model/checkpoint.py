@@ -52,10 +52,12 @@ HYPERPARAMETERS = (
     "min_lr_ratio",
     "seed",
     "train_limit",
+    "validation_fraction",
     "warmup_steps",
 )
 FACTS: dict[str, str | tuple[str, ...]] = {
     "data": "text",
+    "data_sha256": "text",
     "epochs": "number",
     "steps": "number",
     "epochs_total": "number",

@@ -30,11 +30,11 @@ from model.data import load_fashion_mnist
 from model.inference.superres import downscale
 from model.network.classifier import Classifier, classifier_misfit, enlarge, guess_labels
 from model.network.pixelcnn import PixelCNN
-from model.pictures import UPSCALE_FACTORS
+from model.pictures import upscale_factors
 
 FORMAT = "fmnist-classifier/1"
 DEFAULT_CLASSIFIER = "weights/fmnist-classifier.safetensors"  # the shipped file, from the repository root
-BLUR_FACTORS = UPSCALE_FACTORS  # trained on the small images of every factor upscale serves
+BLUR_FACTORS = upscale_factors(28)  # trained on the small images of every factor upscale serves at 28x28
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def classifier_for(model: PixelCNN, path: str | Path) -> tuple[Classifier | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.classifier", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m model.classifier", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", required=True, help="the safetensors file to write")
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     p.add_argument("--seed", type=int, default=TrainSettings.seed)

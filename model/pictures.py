@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.data import quantize
+from model.data.arrays import centre_square, quantize, resize_values
 from model.inference.superres import downscale
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 ACCEPTED_TEXT = "PNG, JPEG, WebP, BMP or GIF"
 DEFAULT_MAX_PIXELS = 4_000_000
-UPSCALE_FACTORS = (2, 4, 7)
+MIN_SMALL_SIDE = 3  # the smallest small image /upscale takes: a 2 x 2 one says almost nothing
 Problem = Literal["empty", "damaged", "too large", "unsupported", "wrong size"]
 
 
@@ -161,19 +161,6 @@ def _to_gray_and_alpha(
     return shrunk[..., 0], shrunk[..., 1] / 255.0
 
 
-def _resize(values: np.ndarray, size: int) -> np.ndarray:
-    """float ``(h, w)`` -> float64 ``(size, size)``: BOX when shrinking both sides, else bilinear."""
-    if values.shape == (size, size):
-        return values.astype(np.float64)
-    picture = Image.fromarray(values.astype(np.float32))
-    return np.asarray(
-        picture.resize(
-            (size, size), Image.Resampling.BOX if min(values.shape) >= size else Image.Resampling.BILINEAR
-        ),
-        dtype=np.float64,
-    )
-
-
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation in place; damaged EXIF is ignored (the pixels are still fine)."""
     with contextlib.suppress(Exception):  # Pillow raises several types for malformed EXIF blocks
@@ -191,19 +178,46 @@ def read_image(data: bytes, field: str, size: int, max_pixels: int, invert: bool
     Whatever its size, no float array larger than ``SHRINK_TO * size`` a side is made.
     """
     gray, alpha = _to_gray_and_alpha(_load(data, field, max_pixels), size, invert)
-    transparent = None if alpha is None else _resize(alpha, size) < 0.5
-    return GrayImage(np.clip(np.rint(_resize(gray, size)), 0, 255).astype(np.uint8), transparent)
+    transparent = None if alpha is None else resize_values(alpha, size) < 0.5
+    return GrayImage(np.clip(np.rint(resize_values(gray, size)), 0, 255).astype(np.uint8), transparent)
+
+
+def image_size_of(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image file in an accepted format, from its header alone."""
+    width, height = open_image(data, field, max_pixels).size
+    return width, height
+
+
+def read_training_image(data: bytes, field: str, size: int, max_pixels: int) -> np.ndarray:
+    """An image file as training data: the largest centred square, in grayscale, resized to
+    ``(size, size)`` uint8 (area-averaged when shrinking); transparency becomes black."""
+    image = _load(data, field, max_pixels)
+    if image.width != image.height:
+        image = image.crop(centre_square(image.width, image.height))
+    gray, _ = _to_gray_and_alpha(image, size)
+    return np.clip(np.rint(resize_values(gray, size)), 0, 255).astype(np.uint8)
 
 
 def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:
     """A mask image (white = fill) -> ``(size, size)`` bool, resized to the model's size."""
     gray, _ = _to_gray_and_alpha(_load(data, "mask", max_pixels), size)
-    return _resize(gray, size) >= 127.5  # transparent mask pixels count as black (keep)
+    return resize_values(gray, size) >= 127.5  # transparent mask pixels count as black (keep)
 
 
 def to_model_values(gray: np.ndarray, levels: int) -> torch.Tensor:
     """uint8 ``(H, W)`` intensities -> model values ``(1, H, W)`` int64."""
     return quantize(torch.from_numpy(gray.copy()).view(1, 1, *gray.shape), levels)[0]
+
+
+def upscale_factors(size: int) -> tuple[int, ...]:
+    """The factors a ``size`` x ``size`` model can enlarge by: the divisors f >= 2 of ``size``
+    that leave a small image of at least ``MIN_SMALL_SIDE`` pixels a side (2, 4, 7 for 28)."""
+    return tuple(f for f in range(2, size // MIN_SMALL_SIDE + 1) if size % f == 0)
+
+
+def _either(values: list[str]) -> str:
+    *others, last = values
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def read_small_image(
@@ -216,15 +230,17 @@ def read_small_image(
     None); with ``factor``, a larger one is resized to ``size`` x ``size`` and shrunk by
     ``downscale``.
     """
-    sides = {size // f: f for f in UPSCALE_FACTORS if size % f == 0}
+    sides = {size // f: f for f in upscale_factors(size)}
     if not sides:
         raise ImageError(
-            "wrong size", f"{size}x{size} images cannot be upscaled: 2, 4 or 7 must divide {size}"
+            "wrong size",
+            f"{size}x{size} images cannot be upscaled: no factor of {size} leaves a small image of "
+            f"at least {MIN_SMALL_SIDE}x{MIN_SMALL_SIDE}",
         )
     if factor is not None and factor not in sides.values():
-        *others, last = (str(f) for f in sides.values())
-        named = f"{', '.join(others)} or {last}" if others else last
-        raise ImageError("wrong size", f"factor must be {named}, got {factor}")
+        raise ImageError(
+            "wrong size", f"factor must be {_either([str(f) for f in sides.values()])}, got {factor}"
+        )
     width, height = open_image(data, field, max_pixels).size
     if factor is None:
         if width != height or width not in sides:

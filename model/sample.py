@@ -22,7 +22,7 @@ from PIL import Image
 
 from model.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
-from model.data import CLASS_NAMES, class_index, dequantize
+from model.data import class_index, dequantize
 from model.inference.generation import generate
 from model.inference.superres import upscale
 from model.network.classifier import guess_from_small
@@ -30,12 +30,15 @@ from model.network.pixelcnn import PixelCNN
 from model.pictures import DEFAULT_MAX_PIXELS, ImageError, image_grid, read_small_image
 
 
-def _label(p: argparse.ArgumentParser, text: str | None) -> int | None:
-    """``--label``: None, an index or a class name, read as the service reads them."""
+def _label(p: argparse.ArgumentParser, text: str | None, model: PixelCNN) -> int | None:
+    """``--label``: None, an index or one of the model's class names, read as the service reads them."""
     if text is None:
         return None
-    if (index := class_index(text)) is None:
-        p.error(f"--label {text!r} is not a class: use an index or one of {', '.join(CLASS_NAMES)}")
+    names = model.config.label_names
+    if not names:
+        p.error("--label: this model is unconditional; leave --label out")
+    if (index := class_index(text, names)) is None:
+        p.error(f"--label {text!r} is not a class: use an index or one of {', '.join(names)}")
     return index
 
 
@@ -56,7 +59,9 @@ def _model(p: argparse.ArgumentParser, weights: str) -> PixelCNN:
 
 
 def upscale_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.sample upscale", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m model.sample upscale", description=__doc__, allow_abbrev=False
+    )
     p.add_argument("small", help="the small image: PNG, JPEG, WebP, BMP or GIF, any mode (made grayscale)")
     p.add_argument(
         "--factor", type=int, default=None, help="2, 4 or 7 for 28x28 models; default: the image's size says"
@@ -82,8 +87,8 @@ def upscale_main(argv: list[str]) -> int:
     if args.scale < 1:
         p.error("--scale must be at least 1")
     _writable(p, args.out)
-    label = _label(p, args.label)
     model = _model(p, args.weights)
+    label = _label(p, args.label, model)
     size, levels = model.config.image_size, model.config.levels
     try:
         data = Path(args.small).read_bytes()
@@ -111,7 +116,7 @@ def upscale_main(argv: list[str]) -> int:
         p.error(str(exc))
     image_grid(dequantize(images, levels), int(args.n**0.5 + 0.999), scale=args.scale).save(args.out)
     per_dim = ", ".join(f"{float(b) / size**2:.3f}" for b in bits)
-    used = "" if labels is None else f"; labels {', '.join(CLASS_NAMES[int(y)] for y in labels)}"
+    used = "" if labels is None else f"; labels {', '.join(model.config.label_names[int(y)] for y in labels)}"
     print(f"wrote {args.out} ({args.n} images, factor {factor}; bits/dim {per_dim}{used})")
     return 0
 
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["upscale"]:
         return upscale_main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m model.sample", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m model.sample", description=__doc__, allow_abbrev=False)
     p.add_argument("--weights", required=True)
     p.add_argument("--out", default="samples.png")
     p.add_argument("--n", type=int, default=16, help="images (per class with --per-class)")
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         labels: list[int | None] = [c for c in range(k) for _ in range(args.n)]
         columns = args.n
     else:
-        labels = [_label(p, args.label)] * args.n
+        labels = [_label(p, args.label, model)] * args.n
         columns = int(args.n**0.5 + 0.999)
     seeds = [args.seed + i for i in range(len(labels))]
     try:

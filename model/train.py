@@ -1,6 +1,13 @@
-"""``python -m model.train``: train a PixelCNN on Fashion-MNIST (the command line of model.training).
+"""``python -m model.train``: train a PixelCNN on Fashion-MNIST or your own images (the command
+line of model.training).
+
+Data (--data): a folder of images (one subfolder per class, named by it; or no subfolders for
+no classes; or train/ and test/ folders laid out that way), an .npz file (images (N, H, W)
+uint8, optional labels, class_names, test_images, test_labels) or a folder of MNIST-format IDX
+files. Without --data: Fashion-MNIST from Debian's package.
 
 Examples:
+    python -m model.train --data my-pictures/ --image-size 32 --run-dir runs/mine --epochs 20
     python -m model.train --run-dir runs/gated --epochs 10
     python -m model.train --run-dir runs/gated --resume          # continue after a stop
     python -m model.train --run-dir runs/tuned --init-from weights/pixelcnn-gated-fmnist.safetensors \
@@ -23,11 +30,14 @@ from pathlib import Path
 import torch
 
 from model.checkpoint import CheckpointError
+from model.data import DatasetError
+from model.data.arrays import DEFAULT_VALIDATION_FRACTION
+from model.data.sources import open_source
 from model.network.pixelcnn import ARCHITECTURES, PixelCNNConfig
 from model.training import distributed
 from model.training.runs import open_run
 from model.training.settings import TrainSettings
-from model.training.trainer import Trainer
+from model.training.trainer import SKIPPED_FILE, Trainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m model.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     m = p.add_argument_group("model (ignored with --resume: the run's own settings are used)")
     m.add_argument(
@@ -46,8 +57,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--channels", type=int, default=64)
     m.add_argument("--layers", type=int, default=12)
     m.add_argument("--levels", type=int, default=256)
-    m.add_argument("--image-size", type=int, default=28)
-    m.add_argument("--no-cond", action="store_true", help="unconditional model (no class labels)")
+    m.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="8..64: centre-crop and resize every image to N x N (default: the data's own square size)",
+    )
+    m.add_argument(
+        "--no-cond",
+        action="store_true",
+        help="unconditional model (the default when the data has no classes)",
+    )
     m.add_argument("--kernel-size", type=int, default=7)
     m.add_argument("--hidden-kernel-size", type=int, default=3)
     m.add_argument("--head-channels", type=int, default=128)
@@ -55,7 +75,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--attention-heads", type=int, default=2, help="gated-attention: heads per block")
     t = p.add_argument_group("training")
     t.add_argument("--run-dir", default="runs/default")
-    t.add_argument("--data-dir", default=None, help="directory of the four Fashion-MNIST IDX .gz files")
+    t.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="a folder of images, an .npz file or a folder of IDX files",
+    )
+    t.add_argument(
+        "--data-dir", default=None, help="without --data: directory of the four Fashion-MNIST IDX .gz files"
+    )
+    t.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=DEFAULT_VALIDATION_FRACTION,
+        help="share of the training images held out for validation (fixed seed; default 1/12)",
+    )
+    t.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave unreadable image files out (listed in the run) instead of stopping",
+    )
     t.add_argument(
         "--epochs", type=int, default=None, help="total epochs (default 10; with --resume: the run's own)"
     )
@@ -89,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not 0 < args.validation_fraction <= 0.5:
+        print(
+            f"error: --validation-fraction must be in (0, 0.5], got {args.validation_fraction}",
+            file=sys.stderr,
+        )
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     device = distributed.start(args.device)  # joins torchrun's process group, if launched by it
@@ -101,13 +146,29 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace, device: str) -> int:
     """Open (or resume) the run that ``args`` describe and train it on ``device``."""
     main_rank = distributed.World.current().is_main
+    dataset = None
+    try:
+        if not args.resume:  # read and check the data before anything is written
+            dataset = open_source(
+                args.data,
+                args.image_size,
+                data_dir=args.data_dir,
+                skip_bad_files=args.skip_bad_files,
+                progress=main_rank and not args.quiet,
+            )
+    except DatasetError as exc:
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    classes = None if dataset is None else dataset.class_names
     config = PixelCNNConfig(
         arch=args.arch or "gated",
         channels=args.channels,
         layers=args.layers,
         levels=args.levels,
-        image_size=args.image_size,
-        num_classes=None if args.no_cond else 10,
+        image_size=dataset.image_size if dataset is not None else 28,  # a resumed run keeps its own
+        num_classes=None if args.no_cond or not classes else len(classes),
+        class_names=None if args.no_cond or not classes else classes,
         kernel_size=args.kernel_size,
         hidden_kernel_size=args.hidden_kernel_size,
         head_channels=args.head_channels,
@@ -117,7 +178,10 @@ def train(args: argparse.Namespace, device: str) -> int:
     settings = TrainSettings(
         model=config,
         run_dir=args.run_dir,
+        data=args.data,
         data_dir=args.data_dir,
+        validation_fraction=args.validation_fraction,
+        skip_bad_files=args.skip_bad_files,
         epochs=args.epochs if args.epochs is not None else 10,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -135,8 +199,8 @@ def train(args: argparse.Namespace, device: str) -> int:
         grow_to=args.arch if args.init_from and args.arch else None,
     )
     try:
-        trainer = open_run(settings, args.resume, device, epochs=args.epochs)
-    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as exc:
+        trainer = open_run(settings, args.resume, device, epochs=args.epochs, dataset=dataset)
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError, DatasetError) as exc:
         if main_rank:
             print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,6 +229,14 @@ def describe(trainer: Trainer, device: str, resume: bool) -> None:
     s, world = trainer.settings, trainer.world
     print(f"model: {s.model.to_json()} ({trainer.model.parameter_count():,} parameters)")
     split = f" = {world.size} processes x {s.batch_size // world.size}" if world.size > 1 else ""
+    data = trainer.dataset
+    classes = ", ".join(data.class_names) if data.class_names else "none"
+    print(f"data: {data.name}, {data.image_size}x{data.image_size}, classes: {classes}")
+    if data.skipped:
+        print(
+            f"skipped {len(data.skipped)} unreadable files (listed in {SKIPPED_FILE}): "
+            + "; ".join(data.skipped[:5])
+        )
     print(
         f"data: {len(trainer.train)} train / {len(trainer.val)} validation images; "
         f"global batch {s.batch_size}{split}, peak lr {s.lr}, {trainer.steps_per_epoch} steps/epoch, "

@@ -91,7 +91,14 @@ def test_the_public_api_is_importable_from_model() -> None:
 
     for name in ("load", "save", "PixelCNN", "PixelCNNConfig", "generate", "complete", "log_likelihood"):
         assert hasattr(model, name), name
-    for name in ("compress", "decompress", "load_fashion_mnist", "CLASS_NAMES", "CheckpointError"):
+    for name in (
+        "compress",
+        "decompress",
+        "load_fashion_mnist",
+        "FASHION_CLASSES",
+        "open_source",
+        "CheckpointError",
+    ):
         assert hasattr(model, name), name
     assert set(model.__all__) <= set(dir(model))
 

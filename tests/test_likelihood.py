@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.data import Split, quantize
+from model.data import FASHION_CLASSES, Split, quantize
 from model.inference.likelihood import (
     bits_per_dim_loss,
     log_likelihood,
@@ -66,7 +66,7 @@ def test_scoring_a_split_in_batches_equals_one_pass() -> None:
     assert with_labels.shape == (7,) and with_labels.dtype == torch.float64
     assert torch.allclose(with_labels.float(), log_likelihood(model, x, labels).bits_per_dim, atol=1e-5)
     assert torch.allclose(marginal.float(), log_likelihood(model, x).bits_per_dim, atol=1e-5)
-    means = per_class_means(with_labels, labels)
+    means = per_class_means(with_labels, labels, FASHION_CLASSES)
     assert list(means) == ["t-shirt", "trouser", "dress", "ankle-boot"]
     assert means["dress"] == pytest.approx(float(with_labels[[1, 2, 6]].mean()), abs=1e-4)
 

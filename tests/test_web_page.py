@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from playwright.sync_api import Browser, Route
 
 from app.main import create_app
 from app.settings import Settings
+from model import FASHION_CLASSES
+from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 from tests.server import running_server
 
 
+def named(model: PixelCNN, class_names: tuple[str, ...]) -> PixelCNN:
+    """The same network and weights, with these class names in its config."""
+    renamed = PixelCNN(replace(model.config, class_names=class_names)).eval()
+    renamed.load_state_dict(model.state_dict())
+    return renamed
+
+
 def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: Path) -> None:
-    model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
+    model = named(
+        random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4), FASHION_CLASSES
+    )
     app = create_app(Settings(max_batch_delay_ms=5), model_loader=lambda s: model)
     with running_server(app) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -42,6 +42,9 @@ def test_the_upscale_panel_shows_small_bicubic_samples_and_truth(
         page.goto(url + "/")
         page.wait_for_function("document.querySelectorAll('#up-picker canvas').length === 10")
         page.wait_for_function("document.querySelector('#up-label').options.length === 11")
+        factors = page.eval_on_selector("#up-factor", "s => [...s.options].map(o => o.textContent)")
+        assert factors == ["2 (14x14)", "4 (7x7)", "7 (4x4)", "from the upload's size"]
+        assert "14x14, 7x7 or 4x4" in (page.locator("#up-hint").text_content() or "")
 
         page.locator("#up-picker canvas").nth(7).click()  # the sneaker
         page.select_option("#up-factor", "4")

@@ -55,7 +55,7 @@ async def compress_image(
     invert: Annotated[bool, Form(description="the uploads are dark on light")] = False,
     format: Annotated[Format | None, Form(description="'json' for base64 with the figures")] = None,
 ) -> Response:
-    """Compress images losslessly (after conversion to the model's 28x28 grayscale) into one container.
+    """Compress images losslessly (after conversion to the model's size, in grayscale) into one container.
 
     One request may carry up to `max_images` images (64 by default; more is a 413), as repeated
     `image` fields, in the order `/decompress` returns them. They share the 13-byte header and

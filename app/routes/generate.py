@@ -51,7 +51,7 @@ async def generate(
         raise ClientError(422, f"n = {body.n} is too many: at most {settings.max_images} images per request")
     check_seed(body.seed, body.n)
     model = serving.model
-    label = parse_label(body.label, model.config.num_classes)
+    label = parse_label(body.label, model.config.label_names)
     base = body.seed if body.seed is not None else random.randrange(SEED_LIMIT - body.n + 1)
     seeds = [base + i for i in range(body.n)]
     labels = check_labels(model, label, body.n, seeds)

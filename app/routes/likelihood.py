@@ -12,7 +12,6 @@ from app.jobs import LikelihoodJob
 from app.routes.uploads import image_upload
 from app.schemas import Format, LikelihoodResponse, error_responses, parse_label
 from app.serving import ServingDep, SettingsDep
-from model.data import CLASS_NAMES
 from model.pictures import to_model_values
 
 router = APIRouter(tags=["likelihood"])
@@ -34,12 +33,12 @@ async def likelihood(
     settings: SettingsDep,
     request: Request,
     image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or GIF; any mode")],
-    label: Annotated[str | None, Form(description="0..9 or a class name; empty = sum over classes")] = None,
+    label: Annotated[str | None, Form(description="a class index or name; empty = sum over classes")] = None,
     invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
     format: Annotated[Format, Form()] = "json",
 ) -> Response:
     """Score an image: -log2 p of every pixel given the pixels before it (and the label)."""
-    chosen = parse_label(label, serving.model.config.num_classes)
+    chosen = parse_label(label, serving.model.config.label_names)
     upload = await image_upload(image, settings, serving.size, invert)
     values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
     labels = None if chosen is None else torch.tensor([chosen])
@@ -51,7 +50,8 @@ async def likelihood(
         return Response(png, media_type="image/png", headers={"X-Bits-Per-Dim": f"{bits_per_dim:.4f}"})
     posterior = None
     if result.class_posterior is not None:
-        posterior = {CLASS_NAMES[k]: float(p) for k, p in enumerate(result.class_posterior[0])}
+        names = serving.model.config.label_names
+        posterior = {names[k]: float(p) for k, p in enumerate(result.class_posterior[0])}
     body = LikelihoodResponse(
         bits=[[round(float(b), 5) for b in row] for row in bits],
         total_bits=float(result.total_bits[0]),

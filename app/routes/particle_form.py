@@ -38,8 +38,8 @@ async def particle_form(
     label: Annotated[
         str | None,
         Form(
-            description="0..9 or a class name; empty = /upscale takes the classifier's guess from the "
-            "small image, else each result infers its own (reported either way)"
+            description="a class index or name (GET /model lists them); empty = /upscale takes the "
+            "classifier's guess from the small image, else each result infers its own (reported either way)"
         ),
     ] = None,
     invert: Annotated[bool, Form(description="the upload is dark on light")] = False,
@@ -54,7 +54,7 @@ async def particle_form(
         particles=particles,
         seeds=[base + i for i in range(n)],
         temperature=temperature,
-        label=parse_label(label, serving.model.config.num_classes),
+        label=parse_label(label, serving.model.config.label_names),
         invert=invert,
         format=format,
         scale=scale,

@@ -54,18 +54,22 @@ async def upscale_image(
     image: Annotated[
         UploadFile,
         File(
-            description="the small image: 14x14, 7x7 or 4x4 (its size gives the factor), or any larger "
-            "image with 'factor' (resized to 28x28, then shrunk by block means); PNG, JPEG, WebP, BMP "
-            "or GIF, any mode"
+            description="the small image: the model's size divided by one of its factors (GET /model "
+            "lists them; 14x14, 7x7 or 4x4 for a 28x28 model), or any larger image with 'factor' "
+            "(resized to the model's size, then shrunk by block means); PNG, JPEG, WebP, BMP or GIF, any mode"
         ),
     ],
     factor: Annotated[
-        int | None, Form(description="2, 4 or 7; needed only for an image that is not 14x14, 7x7 or 4x4")
+        int | None,
+        Form(
+            description="one of the model's upscale_factors (2, 4 or 7 for 28x28); needed only for an image "
+            "that is not already a small size"
+        ),
     ] = None,
     *,
     form: ParticleFormDep,
 ) -> Response:
-    """Sample ``n`` 28x28 images whose f x f block means, rounded half up, are exactly the small
+    """Sample ``n`` images of the model's size whose f x f block means, rounded half up, are exactly the small
     image. Result i uses seed ``seed + i``; its class, given or inferred, is in ``X-Labels``.
 
     Example: ``curl -s -X POST localhost:8000/upscale -F image=@small7x7.png -F n=4 -o big.png``

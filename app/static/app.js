@@ -2,7 +2,8 @@
 // upscale a small image.
 "use strict";
 
-const SIZE = 28;             // model pixels per side (replaced by /model's image_size)
+const SIZE = 28;             // model pixels per side until /model gives its image_size
+const CANVAS_SIDE = 280;     // the editor's on-screen side, in CSS pixels
 const state = { size: SIZE, image: null, mask: null, classes: null, drawing: false };
 const $ = (id) => document.getElementById(id);
 
@@ -26,7 +27,23 @@ function resetEditor(size) {
   state.size = size;
   state.image = new Uint8ClampedArray(size * size);
   state.mask = new Uint8Array(size * size);
+  const canvas = $("canvas");
+  canvas.width = canvas.height = size * Math.ceil(CANVAS_SIDE / size);  // whole device pixels a cell
+  canvas.setAttribute("aria-label", `image editor, ${size}x${size} pixels`);
   redraw();
+}
+
+// What to do, written on the editor while it is empty (black, nothing to fill).
+function drawEmptyHint(ctx, side) {
+  const lines = ["pick a test image,", "upload one, or draw;", "then paint the region", "to fill (red)"];
+  ctx.save();
+  ctx.fillStyle = "rgba(255, 255, 255, 0.6)";
+  ctx.font = `${Math.round(side / 15)}px system-ui, sans-serif`;
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  const step = side / 11;
+  lines.forEach((line, k) => ctx.fillText(line, side / 2, side / 2 + (k - (lines.length - 1) / 2) * step));
+  ctx.restore();
 }
 
 function redraw() {
@@ -44,6 +61,7 @@ function redraw() {
       }
     }
   }
+  if (!state.image.some((v) => v) && !state.mask.some((m) => m)) drawEmptyHint(ctx, canvas.width);
 }
 
 function paint(event) {
@@ -201,7 +219,8 @@ async function score(event) {
 }
 
 // --- upscale: a test image or an upload, shrunk by the server, and samples that agree -----
-// test-images.png: the first Fashion-MNIST test image of each class, side by side.
+// test-images.png: the first Fashion-MNIST test image of each class, side by side (28x28 each;
+// shown at the model's size, so that they suit any model).
 const upscaleInput = { blob: null, truth: null };
 
 function pickTestImage(canvas) {
@@ -211,17 +230,28 @@ function pickTestImage(canvas) {
   $("up-upload").value = "";
 }
 
-function loadTestImages() {
+function testImage(strip, k, title) {
+  const side = strip.height;
+  const c = document.createElement("canvas");
+  c.width = c.height = state.size;
+  const ctx = c.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(strip, k * side, 0, side, side, 0, 0, state.size, state.size);
+  c.title = title;
+  return c;
+}
+
+function loadTestImages(upscaling) {
   const strip = new Image();
   strip.onload = () => {
-    const side = strip.height;
-    for (let k = 0; k < Math.floor(strip.width / side); k++) {
-      const c = document.createElement("canvas");
-      c.width = c.height = side;
-      c.getContext("2d").drawImage(strip, k * side, 0, side, side, 0, 0, side, side);
-      c.title = `test image of class ${k}`;
-      c.addEventListener("click", () => pickTestImage(c));
-      $("up-picker").append(c);
+    for (let k = 0; k < Math.floor(strip.width / strip.height); k++) {
+      const forEditor = testImage(strip, k, `test image ${k + 1}: load it into the editor`);
+      forEditor.addEventListener("click", () => loadIntoEditor(forEditor.toDataURL("image/png")));
+      $("ed-picker").append(forEditor);
+      if (!upscaling) continue;
+      const forUpscale = testImage(strip, k, `test image ${k + 1}`);
+      forUpscale.addEventListener("click", () => pickTestImage(forUpscale));
+      $("up-picker").append(forUpscale);
     }
     if ($("up-picker").firstChild) pickTestImage($("up-picker").firstChild);
   };
@@ -230,6 +260,7 @@ function loadTestImages() {
 
 async function upscale(event) {
   event.preventDefault();
+  if ($("upscale-button").disabled) return;
   if (!upscaleInput.blob) { setStatus("up-status", "pick a test image or upload one first", true); return; }
   setStatus("up-status", "upscaling…");
   const form = new FormData();
@@ -261,17 +292,69 @@ async function upscale(event) {
   }
 }
 
+// --- the page follows /model: image size, class names, upscale factors ------------------
+const CLASS_MENUS = ["gen-label", "cmp-label", "up-label"];
+
+// Each class menu: its first option ("any", "infer", "guess") and then the model's classes;
+// an unconditional model has no classes, so the choice is hidden and disabled.
+function setClasses(classes) {
+  state.classes = classes && classes.length ? classes : null;
+  for (const id of CLASS_MENUS) {
+    const menu = $(id);
+    while (menu.options.length > 1) menu.remove(1);
+    for (const [k, name] of (state.classes ?? []).entries()) menu.append(new Option(name, String(k)));
+    menu.value = "";
+    menu.disabled = !state.classes;
+    menu.closest("label").hidden = !state.classes;
+  }
+}
+
+function either(values) {
+  return values.length > 1 ? `${values.slice(0, -1).join(", ")} or ${values.at(-1)}` : values.join("");
+}
+
+// The factor menu from /model's upscale_factors (f: a small image of S/f x S/f), then "from the
+// upload's size"; no factors (a side with no suitable divisor): the panel says so and is off.
+function setUpscaleFactors(size, factors) {
+  const menu = $("up-factor");
+  menu.replaceChildren();
+  for (const f of factors) menu.append(new Option(`${f} (${size / f}x${size / f})`, String(f)));
+  menu.append(new Option("from the upload's size", ""));
+  menu.value = factors.includes(4) ? "4" : String(factors[0] ?? "");
+  const smalls = factors.map((f) => `${size / f}x${size / f}`);
+  if (factors.length) {
+    $("up-hint").textContent =
+      `Pick a test image or upload one. It is shrunk to ${either(smalls)} by block means; each sample ` +
+      `is a ${size}x${size} image whose block means, rounded, are exactly that small image.`;
+  } else {
+    $("up-hint").textContent =
+      `Upscaling is off for this model: ${size} has no whole factor of 2 or more that leaves a small ` +
+      `image big enough to enlarge back to ${size}x${size}.`;
+  }
+  for (const control of $("upscale-form").elements) control.disabled = !factors.length;
+  $("up-picker").hidden = !factors.length;
+}
+
+function applyModel(info) {
+  const size = info.image_size ?? info.config.image_size;
+  const bpd = info.test_bits_per_dim ? `, ${info.test_bits_per_dim.toFixed(3)} bits/dim on the test set` : "";
+  const classes = info.classes && info.classes.length ? `${info.classes.length} classes` : "unconditional";
+  $("model-info").textContent =
+    `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${size}×${size}, ` +
+    `${info.config.levels} levels, ${classes}${bpd}`;
+  if (size !== state.size) resetEditor(size);
+  for (const id of ["gen-progress", "cmp-progress", "up-progress"]) $(id).max = size;  // it counts rows
+  setClasses(info.classes);
+  setUpscaleFactors(size, info.upscale_factors ?? []);
+}
+
 async function init() {
   resetEditor(SIZE);
+  let upscaling = true;
   try {
     const info = await (await fetch("/model")).json();
-    const bpd = info.test_bits_per_dim ? `, ${info.test_bits_per_dim.toFixed(3)} bits/dim on the test set` : "";
-    $("model-info").textContent =
-      `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${info.config.image_size}×${info.config.image_size}, ${info.config.levels} levels${bpd}`;
-    if (info.config.image_size !== SIZE) resetEditor(info.config.image_size);
-    for (const [k, name] of (info.classes ?? []).entries()) {
-      for (const id of ["gen-label", "cmp-label", "up-label"]) $(id).append(new Option(name, String(k)));
-    }
+    applyModel(info);
+    upscaling = (info.upscale_factors ?? []).length > 0;
   } catch (e) {
     $("model-info").textContent = "the model is not ready yet; reload in a moment";
   }
@@ -286,7 +369,7 @@ async function init() {
     upscaleInput.blob = file;
     upscaleInput.truth = null;
   });
-  loadTestImages();
+  loadTestImages(upscaling);
   const canvas = $("canvas");
   canvas.addEventListener("pointerdown", (e) => { state.drawing = true; canvas.setPointerCapture(e.pointerId); paint(e); });
   canvas.addEventListener("pointermove", (e) => { if (state.drawing) paint(e); });
@@ -297,7 +380,7 @@ async function init() {
   });
   $("mask-top").addEventListener("click", () => {
     state.mask.fill(0);
-    state.mask.fill(1, 0, (state.size * state.size) / 2);
+    state.mask.fill(1, 0, Math.floor(state.size / 2) * state.size);
     redraw();
   });
   $("clear-mask").addEventListener("click", () => { state.mask.fill(0); redraw(); });

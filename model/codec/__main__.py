@@ -43,7 +43,9 @@ def read_png(path: str | Path, model: PixelCNN) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m model.codec", description="Lossless image compression with a PixelCNN."
+        allow_abbrev=False,
+        prog="python -m model.codec",
+        description="Lossless image compression with a PixelCNN.",
     )
     p.add_argument("command", choices=("compress", "decompress"))
     p.add_argument(

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from model.data import CLASS_NAMES, Split, quantize
+from model.data import Split, quantize
 from model.network.pixelcnn import PixelCNN
 
 LN2 = math.log(2.0)
@@ -87,27 +88,36 @@ def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor |
 
 
 def score_split(
-    model: PixelCNN, split: Split, with_labels: bool = True, batch_size: int = SCORE_BATCH
+    model: PixelCNN,
+    split: Split,
+    with_labels: bool = True,
+    batch_size: int = SCORE_BATCH,
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Bits/dim of every image of ``split``: ``(N,)`` float64 on the CPU, in float32 arithmetic.
 
     A conditional model is scored with each image's true label, or with the labels summed out
-    (``with_labels=False``); an unconditional model ignores the labels.
+    (``with_labels=False``); an unconditional model ignores the labels. ``progress``: a title
+    for a progress bar (none when None).
     """
     conditional = model.config.num_classes is not None and with_labels
     device = next(model.parameters()).device  # a model in training may sit on a GPU
     bits = []
-    for start in range(0, len(split), batch_size):
+    starts = range(0, len(split), batch_size)
+    for start in tqdm(starts, desc=progress, disable=progress is None, unit="batch", leave=False):
         x = quantize(split.images[start : start + batch_size], model.config.levels).to(device)
         y = split.labels[start : start + batch_size].to(device) if conditional else None
         bits.append(log_likelihood(model, x, y).bits_per_dim.cpu())
     return torch.cat(bits).double() if bits else torch.zeros(0, dtype=torch.float64)
 
 
-def per_class_means(bits_per_dim: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Mean of ``bits_per_dim`` ``(N,)`` per class name, over the classes that ``labels`` hold."""
+def per_class_means(
+    bits_per_dim: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...]
+) -> dict[str, float]:
+    """Mean of ``bits_per_dim`` ``(N,)`` per class name (``names[label]``), over the classes
+    that ``labels`` hold; empty for a model without classes (``names`` empty)."""
     return {
-        CLASS_NAMES[c]: round(float(bits_per_dim[labels == c].mean()), 4)
-        for c in range(len(CLASS_NAMES))
+        name: round(float(bits_per_dim[labels == c].mean()), 4)
+        for c, name in enumerate(names)
         if bool((labels == c).any())
     }

@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.data import CLASS_NAMES
+from model.data import FASHION_CLASSES
 from model.network.pixelcnn import PixelCNN
 
 FEATURES = 128
 IMAGE_SIZE = 28
+CLASSES = FASHION_CLASSES  # what the shipped classifier tells apart
 
 
 def _stage(inputs: int, channels: int) -> list[nn.Module]:
@@ -38,7 +39,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.conv = nn.Sequential(*_stage(1, 32), *_stage(32, 64))  # 28x28 -> 14x14 -> 7x7
         self.hidden = nn.Linear(64 * 7 * 7, FEATURES)
-        self.out = nn.Linear(FEATURES, len(CLASS_NAMES))
+        self.out = nn.Linear(FEATURES, len(CLASSES))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 127.5 - 1.0
@@ -60,15 +61,16 @@ def guess_labels(net: Classifier, images: torch.Tensor, batch_size: int = 500) -
 def classifier_misfit(model: PixelCNN, classifier: Classifier) -> str | None:
     """Why ``classifier`` cannot guess labels for ``model``'s images, or None when it can.
 
-    The classifier reads 8-bit 28x28 images of its classes (Fashion-MNIST's ten).
+    The classifier reads 8-bit 28x28 images of its classes (Fashion-MNIST's ten): a model fits
+    it when it codes such images and its labels are those classes, by name.
     """
     cfg, k = model.config, classifier.out.out_features
-    if (cfg.image_size, cfg.levels, cfg.num_classes) == (IMAGE_SIZE, 256, k):
+    if (cfg.image_size, cfg.levels, cfg.num_classes) == (IMAGE_SIZE, 256, k) and cfg.label_names == CLASSES:
         return None
     return (
-        f"the classifier guesses labels of {IMAGE_SIZE}x{IMAGE_SIZE} images of 256 levels in {k} "
-        f"classes; this model codes {cfg.image_size}x{cfg.image_size} images of {cfg.levels} levels "
-        f"in {cfg.num_classes or 'no'} classes"
+        f"the classifier guesses labels of {IMAGE_SIZE}x{IMAGE_SIZE} images of 256 levels in its {k} "
+        f"classes ({', '.join(CLASSES)}); this model codes {cfg.image_size}x{cfg.image_size} images of "
+        f"{cfg.levels} levels in {cfg.num_classes or 'no'} classes ({', '.join(cfg.label_names) or 'none'})"
     )
 
 

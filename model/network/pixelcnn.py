@@ -40,6 +40,8 @@ class PixelCNNConfig:
     head_channels: int = 128  # width of the 1x1 output layers before the softmax
     attention_every: int = 4  # gated-attention: an attention block after every N-th gated layer
     attention_heads: int = 2  # gated-attention: heads per attention block
+    # What each label means, from the data set the model was trained on (None: "0", "1", ...).
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -64,6 +66,20 @@ class PixelCNNConfig:
                 )
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be positive or None, got {self.num_classes}")
+        if self.class_names is not None:
+            if len(self.class_names) != (self.num_classes or 0):
+                raise ValueError(
+                    f"class_names has {len(self.class_names)} names for num_classes {self.num_classes}"
+                )
+            if len(set(self.class_names)) != len(self.class_names):
+                raise ValueError("class_names must be distinct")
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each label: ``class_names``, or "0", "1", ... (empty: unconditional)."""
+        if self.class_names is not None:
+            return self.class_names
+        return tuple(str(k) for k in range(self.num_classes or 0))
 
     @property
     def attention_after(self) -> tuple[int, ...]:
@@ -85,6 +101,8 @@ class PixelCNNConfig:
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown config fields {sorted(unknown)}")
+        if isinstance(data.get("class_names"), list):
+            data["class_names"] = tuple(str(name) for name in data["class_names"])
         return cls(**data)
 
 

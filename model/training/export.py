@@ -1,12 +1,13 @@
 """Turning a training run into a weights file with its facts and the model card's pictures.
 
-``export`` takes the EMA weights of a run (``best.safetensors``, the best validation epoch, or
-the latest ``state.pt`` with ``from_state``), scores them on the validation and test sets,
-and writes one safetensors file whose metadata holds the training facts (``FACTS`` in
-``model.checkpoint``: figures, counts, hardware, hyperparameters, what the run started from;
-never a path or a command line), plus the pictures beside it: a per-class sample grid,
-completions of half-masked test images, and the training curves. ``python -m model.export``
-is its command line.
+``export`` takes the EMA weights of a run (``best.safetensors``, the best validation epoch;
+or the latest ``state.pt`` when asked, or when no epoch has ended yet), scores them on the
+run's own validation and test splits (the run's data, size and hold-out; ``limit`` scores
+fewer images, ``limit=0`` none), and writes one safetensors file whose metadata holds the
+training facts (``FACTS`` in ``model.checkpoint``: figures, counts, the data set, hardware,
+hyperparameters, what the run started from; never a path or a command line), plus the
+pictures beside it: a per-class sample grid, completions of half-masked images, and the
+training curves. ``python -m model.export`` is its command line.
 """
 
 from __future__ import annotations
@@ -22,39 +23,61 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from model.checkpoint import HYPERPARAMETERS, file_sha256, load, read_metadata, save
-from model.data import Split, dequantize, load_fashion_mnist, quantize
+from model.checkpoint import HYPERPARAMETERS, CheckpointError, file_sha256, load, read_metadata, save
+from model.data import DatasetError, Split, dequantize, quantize
+from model.data.sources import Dataset
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import per_class_means, score_split
 from model.network.pixelcnn import PixelCNN
 from model.pictures import image_grid
+from model.training.run_data import run_dataset, with_class_names
 from model.training.settings import TrainSettings
 from model.training.trainer import SETTINGS_FILE, STATE_FILE
 
+BEST_FILE = "best.safetensors"
 
-def scores(model: PixelCNN, split: Split) -> tuple[float, dict[str, float]]:
+
+class ExportError(RuntimeError):
+    """A run that cannot be exported; the message is one line saying why and what to do."""
+
+
+def scores(model: PixelCNN, split: Split, title: str) -> tuple[float, dict[str, float]]:
     """Mean bits/dim with true labels, overall and per class."""
-    per_image = score_split(model, split)
-    return float(per_image.mean()), per_class_means(per_image, split.labels)
+    per_image = score_split(model, split, progress=title)
+    return float(per_image.mean()), per_class_means(per_image, split.labels, model.config.label_names)
 
 
-def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, object]]:
-    """A run's EMA weights (best epoch, or latest state) and the facts of its training."""
-    settings = TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
+def run_settings(run_dir: Path) -> TrainSettings:
+    if not (run_dir / SETTINGS_FILE).is_file() or not (run_dir / STATE_FILE).is_file():
+        raise ExportError(
+            f"{run_dir}: not a training run (no {SETTINGS_FILE} and {STATE_FILE}); train with --run-dir first"
+        )
+    return TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
+
+
+def ema_from_run(run_dir: Path, from_state: bool, dataset: Dataset) -> tuple[PixelCNN, dict[str, object]]:
+    """A run's EMA weights (best epoch; the latest state with ``from_state`` or when no epoch
+    has ended) and the facts of its training."""
+    settings = run_settings(run_dir)
+    settings.model = with_class_names(settings.model, dataset)
     model = PixelCNN(settings.model)
     state = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True)
     facts: dict[str, object] = {"steps_total": int(state["step"]), "epochs_total": int(state["epoch"])}
+    best = run_dir / BEST_FILE
+    if not from_state and not best.is_file():
+        step = int(state["step"])
+        print(f"no epoch has ended yet (no {BEST_FILE}): exporting the latest EMA weights, step {step}")
+        from_state = True
     if from_state:
         model.load_state_dict(state["ema"])
         # A run stopped mid-epoch: count its epochs in steps, as the trainer does.
-        train_images = len(load_fashion_mnist("train", settings.data_dir, settings.model.image_size))
-        if settings.train_limit:
-            train_images = min(train_images, settings.train_limit)
-        epochs = int(state["step"]) / (train_images // settings.batch_size)
+        train_images = len(
+            dataset.part("train", settings.validation_fraction).first(settings.train_limit or None)
+        )
+        epochs = int(state["step"]) / max(1, train_images // settings.batch_size)
         facts.update(epochs=round(epochs, 2), steps=int(state["step"]))
     else:
-        best = run_dir / "best.safetensors"
         model.load_state_dict(load_file(str(best)))
         with safe_open(str(best), framework="pt") as f:
             meta = f.metadata() or {}
@@ -73,19 +96,19 @@ def ema_from_run(run_dir: Path, from_state: bool) -> tuple[PixelCNN, dict[str, o
     return model.eval(), facts
 
 
-def pictures(model: PixelCNN, out_dir: Path, stem: str) -> None:
+def pictures(model: PixelCNN, out_dir: Path, stem: str, images: Split) -> None:
+    """A sample grid (10 a class) and completions of the top half of 6 of ``images``."""
     k = model.config.num_classes or 1
     per_class = 10
     labels = [c for c in range(k) for _ in range(per_class)] if model.config.num_classes else None
-    images = generate(model, k * per_class, labels=labels, seeds=list(range(k * per_class)))
-    levels = model.config.levels
-    image_grid(dequantize(images, levels), columns=per_class, scale=3).save(out_dir / f"{stem}-samples.png")
-    test = load_fashion_mnist("test")
-    mask = torch.zeros(28, 28, dtype=torch.bool)
-    mask[:14] = True
+    samples = generate(model, k * per_class, labels=labels, seeds=list(range(k * per_class)))
+    levels, size = model.config.levels, model.config.image_size
+    image_grid(dequantize(samples, levels), columns=per_class, scale=3).save(out_dir / f"{stem}-samples.png")
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[: size // 2] = True
     rows = []
-    for index in range(6):
-        image, label = quantize(test.images[index], levels), int(test.labels[index])
+    for index in range(min(6, len(images))):
+        image, label = quantize(images.images[index], levels), int(images.labels[index])
         filled, _, _ = complete(
             model,
             image,
@@ -96,7 +119,7 @@ def pictures(model: PixelCNN, out_dir: Path, stem: str) -> None:
             particles=16,
         )
         masked = image.clone()
-        masked[0, :14] = 0
+        masked[0, : size // 2] = 0
         rows.append(torch.cat([image.unsqueeze(0), masked.unsqueeze(0), filled]))
     image_grid(dequantize(torch.cat(rows), levels), columns=6, scale=3).save(
         out_dir / f"{stem}-completions.png"
@@ -110,37 +133,62 @@ def export(
     from_state: bool = False,
     wall_hours: float | None = None,
     with_pictures: bool = True,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Score a run's EMA weights, write them to ``out`` with their facts; returns a summary."""
-    model, facts = ema_from_run(run_dir, from_state)
+    """Score a run's EMA weights on its own data, write them to ``out`` with their facts;
+    returns a summary. ``limit``: score only the first N images of each split (0: none)."""
+    settings = run_settings(run_dir)
+    try:
+        dataset = run_dataset(settings)
+    except DatasetError as exc:
+        raise ExportError(f"the run's data cannot be read: {exc}") from None
+    model, facts = ema_from_run(run_dir, from_state, dataset)
+    validation = dataset.part("validation", settings.validation_fraction).first(limit)
+    test = dataset.test.first(limit) if dataset.test is not None else None
+    figures: dict[str, Any] = {}
     started = time.perf_counter()
-    val, val_per_class = scores(model, load_fashion_mnist("validation"))
-    test, test_per_class = scores(model, load_fashion_mnist("test"))
-    print(f"validation {val:.4f} bits/dim, test {test:.4f} bits/dim ({time.perf_counter() - started:.0f} s)")
+    if len(validation):
+        val, val_per_class = scores(model, validation, "validation")
+        figures.update(validation_bits_per_dim=round(val, 5), validation_bits_per_dim_per_class=val_per_class)
+    if test is not None and len(test):
+        score, test_per_class = scores(model, test, "test")
+        figures.update(test_bits_per_dim=round(score, 5), test_bits_per_dim_per_class=test_per_class)
+    if figures:
+        shown = ", ".join(
+            f"{key.split('_')[0]} {value:.4f}"
+            for key, value in figures.items()
+            if not isinstance(value, dict)
+        )
+        scored = f"{len(validation):,} validation" + (f" and {len(test):,} test" if test is not None else "")
+        print(f"bits/dim: {shown} ({scored} images, {time.perf_counter() - started:.0f} s)")
     save(
         model,
         out,
-        data="Fashion-MNIST: 55,000 training images, 5,000 held out for validation",
-        validation_bits_per_dim=round(val, 5),
-        test_bits_per_dim=round(test, 5),
-        test_bits_per_dim_per_class=test_per_class,
-        validation_bits_per_dim_per_class=val_per_class,
+        data=dataset.describe(settings.validation_fraction),
+        data_sha256=dataset.fingerprint(),
+        train_images=len(dataset.part("train", settings.validation_fraction)),
         wall_hours=wall_hours,
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+        **figures,
         **facts,
     )
-    load(out)  # the file must load cleanly
+    try:
+        load(out)  # the file must load cleanly
+    except CheckpointError as exc:
+        raise ExportError(f"the written file does not load: {exc}") from None
     stem = out.stem
     if (run_dir / "curves.png").exists():
         shutil.copyfile(run_dir / "curves.png", out.parent / f"{stem}-curves.png")
     if with_pictures:
-        pictures(model, out.parent, stem)
+        pictures(
+            model, out.parent, stem, test if test is not None and len(test) else dataset.part("validation")
+        )
     return {
         "weights": str(out),
         "sha256": file_sha256(out),
         "parameters": model.parameter_count(),
         "config": json.loads(model.config.to_json()),
-        "validation_bits_per_dim": val,
-        "test_bits_per_dim": test,
-        "test_per_class": test_per_class,
+        "validation_bits_per_dim": figures.get("validation_bits_per_dim"),
+        "test_bits_per_dim": figures.get("test_bits_per_dim"),
+        "test_per_class": figures.get("test_bits_per_dim_per_class"),
     }

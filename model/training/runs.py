@@ -11,13 +11,18 @@ import dataclasses
 from pathlib import Path
 
 from model.checkpoint import CheckpointError, file_sha256, load
+from model.data.sources import Dataset
 from model.training.distributed import World, from_main
 from model.training.settings import TrainSettings
 from model.training.trainer import SETTINGS_FILE, STATE_FILE, Trainer
 
 
 def open_run(
-    settings: TrainSettings, resume: bool, device: str = "cpu", epochs: int | None = None
+    settings: TrainSettings,
+    resume: bool,
+    device: str = "cpu",
+    epochs: int | None = None,
+    dataset: Dataset | None = None,
 ) -> Trainer:
     """A trainer for ``settings``; with ``resume``, continue the run stored in its run dir.
 
@@ -25,14 +30,15 @@ def open_run(
     ``epochs`` (to extend or shorten a run; this also stretches its learning-rate schedule).
 
     In a process group rank 0 looks at the run directory and tells the others what it found,
-    so that every rank starts the same run or fails with the same error.
+    so that every rank starts the same run or fails with the same error. ``dataset``: the data
+    already read by the caller (a new run); else the run's cache or its source is read.
     """
     found = _find_run(settings, resume, epochs) if World.current().is_main else None
     found = from_main(found)
     if isinstance(found, Exception):
         raise found
     assert found is not None
-    trainer = Trainer(found, device)
+    trainer = Trainer(found, device, None if resume else dataset)
     if resume:
         trainer.restore()
     elif found.init_from:

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from model.data.arrays import DEFAULT_VALIDATION_FRACTION
 from model.network.pixelcnn import PixelCNNConfig
 
 
@@ -20,7 +21,10 @@ class TrainSettings:
 
     model: PixelCNNConfig
     run_dir: str = "runs/default"
-    data_dir: str | None = None
+    data: str | None = None  # a folder of images, an .npz file or a folder of IDX files; None: Fashion-MNIST
+    data_dir: str | None = None  # where Fashion-MNIST's files are, when data is None
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION  # of the training images, held out
+    skip_bad_files: bool = False  # leave unreadable image files out (listed) instead of stopping
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3  # peak Adam learning rate, reached after warmup_steps
@@ -48,7 +52,7 @@ class TrainSettings:
     @classmethod
     def from_json(cls, text: str) -> TrainSettings:
         data = json.loads(text)
-        data["model"] = PixelCNNConfig(**data["model"])
+        data["model"] = PixelCNNConfig.from_json(json.dumps(data["model"]))
         return cls(**data)
 
 

@@ -27,17 +27,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.checkpoint import atomic_write, save
-from model.data import Split, dequantize, load_fashion_mnist, quantize
+from model.data import dequantize, quantize
+from model.data.sources import Dataset, load_cache, with_size
 from model.inference.generation import generate
 from model.inference.likelihood import bits_per_dim_loss, score_split
 from model.network.pixelcnn import PixelCNN
 from model.pictures import image_grid
 from model.training.curves import plot_curves
 from model.training.distributed import World, all_reduce_sum, check_global_batch, epoch_batches, from_main
+from model.training.run_data import run_dataset, with_class_names
 from model.training.settings import TrainSettings, lr_factor
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "settings.json"
+SKIPPED_FILE = "skipped-files.txt"
 
 
 class Trainer:
@@ -47,12 +50,14 @@ class Trainer:
     bare network (a checkpoint's names carry no ``module.`` prefix), ``net`` is what trains.
     """
 
-    def __init__(self, settings: TrainSettings, device: str = "cpu"):
+    def __init__(self, settings: TrainSettings, device: str = "cpu", dataset: Dataset | None = None):
         self.settings = settings
         self.device = torch.device(device)
         self.run_dir = Path(settings.run_dir)
         self.world = World.current()
         check_global_batch(settings.batch_size, self.world.size)
+        self.dataset = with_size(dataset, settings.model.image_size) if dataset else run_dataset(settings)
+        settings.model = with_class_names(settings.model, self.dataset)
         torch.manual_seed(settings.seed)  # the same start on every rank (DDP broadcasts it anyway)
         self.model = PixelCNN(settings.model).to(self.device)
         self.ema = copy.deepcopy(self.model).eval()
@@ -67,17 +72,15 @@ class Trainer:
         self.best_val = float("inf")
         self.validated_epochs = 0  # epochs whose end-of-epoch work (validation, samples) is done
         self.stop_requested = False
-        self.train = load_fashion_mnist("train", settings.data_dir, settings.model.image_size)
-        self.val = load_fashion_mnist("validation", settings.data_dir, settings.model.image_size)
-        if settings.train_limit:
-            self.train = Split(
-                self.train.images[: settings.train_limit], self.train.labels[: settings.train_limit]
-            )
-        if settings.val_limit:
-            self.val = Split(self.val.images[: settings.val_limit], self.val.labels[: settings.val_limit])
+        fraction = settings.validation_fraction
+        self.train = self.dataset.part("train", fraction).first(settings.train_limit or None)
+        self.val = self.dataset.part("validation", fraction).first(settings.val_limit or None)
         self.steps_per_epoch = len(self.train) // settings.batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError("batch_size is larger than the training set")
+            raise ValueError(
+                f"the batch ({settings.batch_size}) is larger than the {len(self.train)} training images: "
+                f"pass --batch-size {len(self.train)} or less"
+            )
         self.total_steps = self.steps_per_epoch * settings.epochs
 
     # --- state -----------------------------------------------------------------------------
@@ -169,7 +172,8 @@ class Trainer:
                 epochs=self.epoch,
                 steps=self.step,
                 validation_bits_per_dim=val,
-                data="fashion-mnist train split",
+                data=self.dataset.describe(self.settings.validation_fraction),
+                data_sha256=self.dataset.fingerprint(),
                 train_images=len(self.train),
             )
         if self.settings.samples_per_epoch:
@@ -192,6 +196,7 @@ class Trainer:
         if world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / SETTINGS_FILE).write_text(s.to_json())
+            self._keep_data()
         handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         last_save = time.monotonic()
         try:
@@ -261,6 +266,15 @@ class Trainer:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         return self.best_val
+
+    def _keep_data(self) -> None:
+        """Cache a data set other than Fashion-MNIST in the run directory (decoded once, and
+        still there if the source moves) and list the files --skip-bad-files left out."""
+        if self.settings.data is not None and load_cache(self.run_dir) is None:
+            self.dataset.save(self.run_dir)
+        if self.dataset.skipped:
+            lines = "\n".join(self.dataset.skipped)
+            (self.run_dir / SKIPPED_FILE).write_text(f"{len(self.dataset.skipped)} files skipped\n{lines}\n")
 
     def _step_limit_reached(self) -> bool:
         return self.settings.max_steps is not None and self.step >= self.settings.max_steps
