@@ -24,7 +24,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, labels = real_images(300)
     np.savez(tmp / "set.npz", images=images, labels=labels, class_names=np.array(NAMES))
     run = tmp / "run"
-    assert train.main(["--data", str(tmp / "set.npz"), "--max-steps", "3", "--run-dir", str(run)] + TINY) == 0
+    assert train.main(["--data", str(tmp / "set.npz"), "--max-steps", "3", "--run-dir", str(run), *TINY]) == 0
     assert not (run / "best.safetensors").exists()
     return run
 

@@ -79,11 +79,11 @@ def test_each_source_trains_exports_and_evaluates(
 def test_resume_reads_the_cache_not_the_folder(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "pics", *real_images(200))
     run = tmp_path / "run"
-    base = ["--run-dir", str(run)] + TINY + FAST
-    assert train.main(["--data", str(folder), "--max-steps", "5"] + base) == 0
+    base = ["--run-dir", str(run), *TINY, *FAST]
+    assert train.main(["--data", str(folder), "--max-steps", "5", *base]) == 0
     for png in folder.rglob("*.png"):
         png.unlink()  # the source is gone: a resumed run and its export still have the data
-    assert train.main(["--resume", "--max-steps", "8"] + base) == 0
+    assert train.main(["--resume", "--max-steps", "8", *base]) == 0
     assert export.main(["--run-dir", str(run), "--limit", "10", "--no-pictures"]) == 0
     assert load(run / "model.safetensors").config.class_names == NAMES
 
@@ -98,7 +98,7 @@ def test_an_unconditional_folder_and_non_square_images_of_several_sizes(tmp_path
         wide[:, (k % 3) * 6 : (k % 3) * 6 + 28] = image
         (folder / f"{k:03d}.png").write_bytes(png_bytes(wide))
     run = tmp_path / "run"
-    code = train.main(["--data", str(folder), "--max-steps", "2", "--run-dir", str(run)] + TINY + FAST)
+    code = train.main(["--data", str(folder), "--max-steps", "2", "--run-dir", str(run), *TINY, *FAST])
     assert code == 2  # several sizes and no --image-size
     assert not run.exists()
     args = ["--data", str(folder), "--image-size", "28", "--max-steps", "2", "--run-dir", str(run)]
@@ -187,7 +187,7 @@ def test_bad_data_stops_with_one_line_and_no_run_directory(
     make, extra, message = BAD_INPUTS[case]
     source = make(tmp_path)
     run = tmp_path / "run"
-    assert train.main(["--data", str(source), "--run-dir", str(run), "--max-steps", "1"] + extra + TINY) == 2
+    assert train.main(["--data", str(source), "--run-dir", str(run), "--max-steps", "1", *extra, *TINY]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert message in err, err
@@ -213,7 +213,7 @@ def test_evaluate_says_when_a_source_has_no_test_split(
 ) -> None:
     folder = write_folder(tmp_path / "pics", *real_images(40))
     run = tmp_path / "run"
-    assert train.main(["--data", str(folder), "--max-steps", "2", "--run-dir", str(run)] + TINY + FAST) == 0
+    assert train.main(["--data", str(folder), "--max-steps", "2", "--run-dir", str(run), *TINY, *FAST]) == 0
     assert export.main(["--run-dir", str(run), "--no-pictures"]) == 0
     weights = str(run / "model.safetensors")
     capsys.readouterr()

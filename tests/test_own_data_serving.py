@@ -7,7 +7,6 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
