@@ -1,6 +1,7 @@
 """``python -m bench.compression --weights PATH --limit N``: our codec's size and speed, and PNG, WebP, xz.
 
-On the first N Fashion-MNIST test images (default 1,000): the codec (``model.codec``, container
+On the first N test images (default 1,000) of Fashion-MNIST or of ``--data SOURCE`` (any source
+``model.train`` takes, read at the model's size): the codec (``model.codec``, container
 included) beside the model's ideal bits, PNG (Pillow, ``optimize=True``), WebP lossless (method
 6), and JPEG XL lossless when an installed package can encode it, one file per image; gzip and
 xz over the whole raw set for reference. The codec codes the images in containers of each of
@@ -35,7 +36,8 @@ from tqdm import tqdm
 from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.codec import compress_with_stats, decompress
-from model.data import load_fashion_mnist, quantize
+from model.data import DatasetError, quantize
+from model.data.sources import open_source
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--limit", type=int, default=1000, help="the first N test images")
     p.add_argument("--sizes", default="1,32,64", help="images per container, comma-separated")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data", default=None, metavar="SOURCE", help="a folder of images, an .npz or IDX files")
+    p.add_argument("--data-dir", default=None, help="without --data: where Fashion-MNIST's files are")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="guesses a conditional model's labels")
     p.add_argument("--fewest-bits", action="store_true", help="search every label for the cheapest instead")
@@ -126,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     model = load(args.weights)
     cfg = model.config
-    data = load_fashion_mnist("test", args.data_dir, cfg.image_size)
+    try:
+        data = open_source(args.data, cfg.image_size, data_dir=args.data_dir).part("test")
+    except DatasetError as exc:
+        p.error(str(exc))
     n = min(args.limit, len(data))
     values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, 1, H, W) model values
     dims = cfg.image_size**2

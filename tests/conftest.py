@@ -12,6 +12,7 @@ import torch
 from playwright.sync_api import Browser, sync_playwright
 
 from model.checkpoint import load
+from model.data import FASHION_CLASSES
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from model.training import Trainer, TrainSettings
 
@@ -48,11 +49,16 @@ def random_model(
     layers: int = 3,
     seed: int = 0,
     attention_every: int = 1,
+    class_names: tuple[str, ...] | None = None,
 ) -> PixelCNN:
     """A small model with random weights, scaled up so that its outputs vary a lot.
 
-    A gated-attention model gets an attention block after every ``attention_every`` layers.
+    A gated-attention model gets an attention block after every ``attention_every`` layers. A
+    10-class model stands in for a Fashion-MNIST one: its labels have Fashion-MNIST's names
+    unless ``class_names`` says otherwise.
     """
+    if class_names is None and num_classes == len(FASHION_CLASSES):
+        class_names = FASHION_CLASSES
     torch.manual_seed(seed)
     config = PixelCNNConfig(
         arch=arch,
@@ -63,6 +69,7 @@ def random_model(
         num_classes=num_classes,
         head_channels=16,
         attention_every=attention_every,
+        class_names=class_names,
     )
     model = PixelCNN(config).eval()
     with torch.no_grad():

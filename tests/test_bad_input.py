@@ -19,6 +19,7 @@ from app.errors import ClientError
 from app.main import create_app
 from app.schemas import parse_label
 from app.settings import Settings
+from model.data import FASHION_CLASSES
 from tests.conftest import random_model
 from tests.server import running_server
 
@@ -353,11 +354,11 @@ def test_invert_turns_dark_on_light_into_light_on_dark(client: httpx.Client) -> 
     [(" 3 ", 3), ("\x1f3", 3), ("T-Shirt", 0), ("ankle_boot", 9), ("Boot", 9), ("sneakers", 7), ("-0", 0)],
 )
 def test_labels_as_text_are_read_as_the_commands_read_them(text: str, index: int) -> None:
-    assert parse_label(text, 10) == index
+    assert parse_label(text, FASHION_CLASSES) == index
 
 
 @pytest.mark.parametrize("text", ["²", "٣", "--1", "+3", "3.0", "_3", "shirtz"])
 def test_a_label_that_is_no_class_is_a_422_not_a_crash(text: str) -> None:
     with pytest.raises(ClientError) as error:
-        parse_label(text, 10)
+        parse_label(text, FASHION_CLASSES)
     assert error.value.status == 422

@@ -14,7 +14,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
-from model.data import CLASS_NAMES
+from model.data import FASHION_CLASSES
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import log_likelihood
@@ -122,7 +122,7 @@ def test_complete_without_a_label_reports_the_inferred_ones(client: httpx.Client
     assert labels is not None
     expected = [int(y) for y in labels]
     assert [img["label"] for img in r.json()["images"]] == expected
-    assert [img["label_name"] for img in r.json()["images"]] == [CLASS_NAMES[y] for y in expected]
+    assert [img["label_name"] for img in r.json()["images"]] == [FASHION_CLASSES[y] for y in expected]
     assert r.headers["x-labels"] == ",".join(map(str, expected))
     as_png = client.post("/complete", files=files, data=fields)
     assert as_png.headers["x-labels"] == ",".join(map(str, expected))

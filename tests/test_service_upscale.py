@@ -17,7 +17,7 @@ from app.main import create_app
 from app.settings import Settings
 from model import downscale, upscale
 from model.classifier import DEFAULT_CLASSIFIER, load_classifier
-from model.data import CLASS_NAMES
+from model.data import FASHION_CLASSES
 from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
@@ -102,7 +102,7 @@ def test_without_a_classifier_each_result_infers_its_label_and_reports_it(tiny: 
         assert labels is not None and r.headers["x-labels"] == str(int(labels[0]))
         data = {"n": "4", "seed": "4", "particles": "2", "format": "json"}
         r = c.post("/upscale", files=files, data=data)
-        assert all(item["label_name"] in CLASS_NAMES for item in r.json()["images"])
+        assert all(item["label_name"] in FASHION_CLASSES for item in r.json()["images"])
 
 
 def test_a_larger_image_with_a_factor_is_shrunk_with_downscale_first(client: httpx.Client) -> None:

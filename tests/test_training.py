@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import signal
@@ -14,10 +15,12 @@ import pytest
 import torch
 
 from model.checkpoint import CheckpointError, file_sha256, load, save
+from model.data import FASHION_CLASSES
 from model.network.pixelcnn import PixelCNNConfig
 from model.training import Trainer, TrainSettings, lr_factor, open_run
 
 TINY = PixelCNNConfig(arch="gated", channels=8, layers=2, num_classes=10, head_channels=16)
+NAMED = dataclasses.replace(TINY, class_names=FASHION_CLASSES)  # the data set names the labels
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,7 +50,7 @@ def test_loss_falls_over_two_hundred_steps(tmp_path: Path) -> None:
     assert train[-1] < train[0] - 1.0, train
     assert val[-1] < val[0], val
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "curves.png").is_file()
-    assert load(tmp_path / "best.safetensors").config == TINY
+    assert load(tmp_path / "best.safetensors").config == NAMED
 
 
 def test_resume_after_an_interruption_gives_the_same_weights(tmp_path: Path) -> None:
@@ -84,7 +87,7 @@ def test_a_run_can_start_from_a_weights_file(tmp_path: Path) -> None:
     tuned_settings = settings(tmp_path / "tuned", model=other, init_from=str(start), max_steps=3)
     tuned = open_run(tuned_settings, resume=False)
     # The file's architecture wins over the settings', and both copies start from its weights.
-    assert tuned.settings.model == TINY and tuned.settings.init_sha256 == file_sha256(start)
+    assert tuned.settings.model == NAMED and tuned.settings.init_sha256 == file_sha256(start)
     for key, value in load(start).state_dict().items():
         assert torch.equal(tuned.model.state_dict()[key], value)
         assert torch.equal(tuned.ema.state_dict()[key], value)
@@ -92,7 +95,7 @@ def test_a_run_can_start_from_a_weights_file(tmp_path: Path) -> None:
     assert tuned.step == 3
     assert json.loads((tmp_path / "tuned" / "settings.json").read_text())["init_from"] == str(start)
     resumed = open_run(settings(tmp_path / "tuned", model=other), resume=True)
-    assert resumed.settings.model == TINY and resumed.step == 3
+    assert resumed.settings.model == NAMED and resumed.step == 3
     not_weights = str(tmp_path / "tuned" / "settings.json")
     with pytest.raises(CheckpointError, match="not a safetensors file"):
         open_run(settings(tmp_path / "bad", init_from=not_weights), resume=False)

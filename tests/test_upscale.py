@@ -14,7 +14,7 @@ from PIL import Image
 
 from model import downscale, save, upscale
 from model.classifier import DEFAULT_CLASSIFIER, load_classifier
-from model.data import CLASS_NAMES, load_fashion_mnist
+from model.data import FASHION_CLASSES, load_fashion_mnist
 from model.inference import superres
 from model.inference.caches import GatedCache
 from model.inference.likelihood import log_likelihood
@@ -238,7 +238,7 @@ def test_the_command_writes_a_grid_of_images_that_agree(
     grid = torch.from_numpy(np.asarray(Image.open(out)).copy())
     cells = torch.stack([grid[2:30, 2 + 30 * k : 30 + 30 * k] for k in range(2)]).unsqueeze(1)
     assert agree(cells, torch.from_numpy(small), 4)
-    guess = CLASS_NAMES[
+    guess = FASHION_CLASSES[
         int(guess_from_small(load_classifier(DEFAULT_CLASSIFIER), torch.from_numpy(small)[None, None], 4)[0])
     ]
     assert f"labels {guess}, {guess})" in capsys.readouterr().out  # the classifier's guess, as served
