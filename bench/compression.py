@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.weights)
     cfg = model.config
     try:
-        data = open_source(args.data, cfg.image_size, data_dir=args.data_dir).part("test")
+        source = open_source(args.data, cfg.image_size, data_dir=args.data_dir)
+        data = source.part("test")
     except DatasetError as exc:
         p.error(str(exc))
     n = min(args.limit, len(data))
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     xz = len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)) / n
     rows.append(("xz -9e, whole raw set", xz, "one stream for all"))
 
-    print(f"first {n} Fashion-MNIST test images, {cfg.image_size}x{cfg.image_size}, {cfg.levels} levels")
+    print(f"first {n} {source.name} test images, {cfg.image_size}x{cfg.image_size}, {cfg.levels} levels")
     print(f"weights {args.weights} ({cfg.arch}, {cfg.channels} channels, {cfg.layers} layers)")
     if cfg.num_classes:
         print(f"labels: {rule}")
