@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.data.arrays import centre_square, quantize, resize_values
+from model.data.arrays import centre_square, quantize, resize_to_uint8, resize_values
 from model.inference.superres import downscale
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -179,7 +179,7 @@ def read_image(data: bytes, field: str, size: int, max_pixels: int, invert: bool
     """
     gray, alpha = _to_gray_and_alpha(_load(data, field, max_pixels), size, invert)
     transparent = None if alpha is None else resize_values(alpha, size) < 0.5
-    return GrayImage(np.clip(np.rint(resize_values(gray, size)), 0, 255).astype(np.uint8), transparent)
+    return GrayImage(resize_to_uint8(gray, size), transparent)
 
 
 def image_size_of(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
@@ -195,7 +195,7 @@ def read_training_image(data: bytes, field: str, size: int, max_pixels: int) -> 
     if image.width != image.height:
         image = image.crop(centre_square(image.width, image.height))
     gray, _ = _to_gray_and_alpha(image, size)
-    return np.clip(np.rint(resize_values(gray, size)), 0, 255).astype(np.uint8)
+    return resize_to_uint8(gray, size)
 
 
 def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:

@@ -133,6 +133,12 @@ def _npz(**arrays: np.ndarray) -> Callable[[Path], Path]:
     return make
 
 
+def _empty_test_split(tmp: Path) -> Path:
+    write_folder(tmp / "pics" / "train", *real_images(30))
+    (tmp / "pics" / "test").mkdir()
+    return tmp / "pics"
+
+
 def _empty_class(tmp: Path) -> Path:
     folder = write_folder(tmp / "pics", *real_images(30))
     (folder / "zebra").mkdir()
@@ -148,6 +154,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], list[str], str]] = {
     "damaged png": (_with_file("broken.png", TRUNCATED), [], "broken.png' is truncated or corrupt"),
     "zero bytes": (_with_file("zero.png", b""), [], "zero.png' is empty"),
     "class without images": (_empty_class, [], "class 'zebra' has no images"),
+    "empty test split": (_empty_test_split, [], "the test split holds no images"),
     "missing source": (lambda tmp: tmp / "nowhere", [], "nowhere: not found"),
     "a file that is not npz": (
         lambda tmp: (tmp / "x.csv").write_text("1,2") and tmp / "x.csv",

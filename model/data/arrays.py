@@ -60,6 +60,11 @@ def resize_values(values: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(picture.resize((size, size), resample), dtype=np.float64)
 
 
+def resize_to_uint8(values: np.ndarray, size: int) -> np.ndarray:
+    """float ``(h, w)`` 0..255 -> uint8 ``(size, size)``: :func:`resize_values`, rounded."""
+    return np.clip(np.rint(resize_values(values, size)), 0, 255).astype(np.uint8)
+
+
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box of the largest centred square of a picture."""
     side = min(width, height)
@@ -77,7 +82,7 @@ def fit_square(images: np.ndarray, size: int) -> np.ndarray:
     square = images[:, top:bottom, left:right].astype(np.float32)
     out = np.empty((n, size, size), dtype=np.uint8)
     for k in range(n):
-        out[k] = np.clip(np.rint(resize_values(square[k], size)), 0, 255)
+        out[k] = resize_to_uint8(square[k], size)
     return out
 
 

@@ -56,9 +56,12 @@ def _shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root.parent))
 
 
-def _scan(folder: Path, root: Path, names: list[str] | None, skip_bad: bool, scan: FolderScan) -> None:
+def _scan(
+    folder: Path, root: Path, names: list[str] | None, skip_bad: bool, read_sizes: bool, scan: FolderScan
+) -> None:
     """Add the files of one split folder to ``scan``; ``names`` are the known class names (the
-    training split's, for a test split), or None to take them from ``folder``'s subfolders."""
+    training split's, for a test split), or None to take them from ``folder``'s subfolders.
+    ``read_sizes``: read each file's size from its header (to choose the size of the data)."""
     classes = _subfolders(folder)
     entries: list[tuple[Path, str | None, bool]]  # (directory, class name, recursive)
     if classes:
@@ -67,49 +70,55 @@ def _scan(folder: Path, root: Path, names: list[str] | None, skip_bad: bool, sca
         scan.skipped += [f"{_shown(p, root)}: not in a class folder" for p in loose]
     else:
         entries = [(folder, None, False)]
+    known = names if names is not None else [c.name for c in classes]
     for directory, class_name, recursive in entries:
-        if class_name is None:
-            index = 0
-        elif names is None:
-            index = [c.name for c in classes].index(class_name)
-        elif class_name in names:
-            index = names.index(class_name)
-        else:
+        if class_name is not None and class_name not in known:
             raise DatasetError(
                 f"{_shown(directory, root)}: class {class_name!r} is not among the training classes "
-                f"({', '.join(names)})"
+                f"({', '.join(known)})"
             )
+        index = 0 if class_name is None else known.index(class_name)
         found = 0
         for path in _files(directory, recursive):
-            try:
-                scan.sizes.add(image_size_of(path.read_bytes(), _shown(path, root), MAX_TRAINING_PIXELS))
-            except (ImageError, OSError) as exc:
-                if not skip_bad:
-                    raise DatasetError(f"{exc} (--skip-bad-files leaves unreadable files out)") from None
-                scan.skipped.append(f"{_shown(path, root)}: {exc}")
-                continue
+            if read_sizes:
+                try:
+                    scan.sizes.add(image_size_of(path.read_bytes(), _shown(path, root), MAX_TRAINING_PIXELS))
+                except (ImageError, OSError) as exc:
+                    _leave_out(path, root, exc, skip_bad, scan)
+                    continue
             scan.files.append((path, index))
             found += 1
         if found == 0 and class_name is not None:
             raise DatasetError(f"{_shown(directory, root)}: class {class_name!r} has no images")
 
 
-def scan_folder(folder: Path, skip_bad: bool) -> tuple[FolderScan, FolderScan | None, tuple[str, ...] | None]:
-    """(training files, test files or None, class names or None), every file's size read from
-    its header; a file that is not an image raises ``DatasetError`` (or is skipped)."""
+def _leave_out(path: Path, root: Path, exc: Exception, skip_bad: bool, scan: FolderScan) -> None:
+    """An unreadable file: the load stops, or with ``skip_bad`` the file is listed as skipped."""
+    if not skip_bad:
+        raise DatasetError(f"{exc} (--skip-bad-files leaves unreadable files out)") from None
+    scan.skipped.append(f"{_shown(path, root)}: {exc}")
+
+
+def scan_folder(
+    folder: Path, skip_bad: bool, read_sizes: bool
+) -> tuple[FolderScan, FolderScan | None, tuple[str, ...] | None]:
+    """(training files, test files or None, class names or None). With ``read_sizes`` every
+    file's size is read from its header, and a file that is not an image raises
+    ``DatasetError`` (or is skipped) here; without it (the size is given) that happens when
+    the file is decoded, and each file is read once."""
     subfolders = _subfolders(folder)
     split_layout = {p.name for p in subfolders} == {"train", "test"}
     train_dir = folder / "train" if split_layout else folder
     classes = _subfolders(train_dir)
     names = tuple(c.name for c in classes) if classes else None
     train = FolderScan()
-    _scan(train_dir, folder, None, skip_bad, train)
+    _scan(train_dir, folder, None, skip_bad, read_sizes, train)
     test = None
     if split_layout:
         test = FolderScan()
         if names is None and _subfolders(folder / "test"):
             raise DatasetError(f"{folder.name}/test: has class folders but {folder.name}/train has none")
-        _scan(folder / "test", folder, list(names) if names else None, skip_bad, test)
+        _scan(folder / "test", folder, list(names) if names else None, skip_bad, read_sizes, test)
     return train, test, names
 
 
@@ -122,9 +131,7 @@ def decode_folder(scan: FolderScan, root: Path, size: int, skip_bad: bool, progr
                 read_training_image(path.read_bytes(), _shown(path, root), size, MAX_TRAINING_PIXELS)
             )
         except (ImageError, OSError) as exc:
-            if not skip_bad:
-                raise DatasetError(f"{exc} (--skip-bad-files leaves unreadable files out)") from None
-            scan.skipped.append(f"{_shown(path, root)}: {exc}")
+            _leave_out(path, root, exc, skip_bad, scan)
             continue
         labels.append(index)
     stacked = np.stack(images) if images else np.zeros((0, size, size), np.uint8)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -71,8 +72,10 @@ class Dataset:
             return self.test
         return hold_out(self.pool, part, validation_fraction)
 
+    @cached_property
     def fingerprint(self) -> str:
-        """sha256 over every image and label (both splits) and the class names."""
+        """sha256 over every image and label (both splits) and the class names (computed once:
+        a run records it with every best epoch)."""
         digest = hashlib.sha256(json.dumps(self.class_names).encode())
         for split in (self.pool, self.test):
             if split is not None:
@@ -129,6 +132,8 @@ def _check_labels(dataset: Dataset) -> Dataset:
             f"{where}: {len(dataset.pool)} training image(s); at least 2 are needed "
             "(one is held out for validation)"
         )
+    if dataset.test is not None and not len(dataset.test):
+        raise DatasetError(f"{where}: the test split holds no images; add some, or leave the split out")
     if names is not None:
         if not names:
             raise DatasetError(f"{where}: 'class_names' is empty")
@@ -190,14 +195,14 @@ def open_source(
         if array_names is None:
             array_names = default_class_names(int(arrays.labels.max()) + 1 if len(arrays) else 0)
         return _from_arrays(name, arrays, test_arrays, array_names, image_size)
-    train_scan, test_scan, names = scan_folder(path, skip_bad_files)
+    train_scan, test_scan, names = scan_folder(path, skip_bad_files, read_sizes=image_size is None)
     if not train_scan.files:
         raise DatasetError(
             f"{source}: no images found; put images (PNG, JPEG, WebP, BMP or GIF) in it, or in one "
             "subfolder per class"
         )
     sizes = train_scan.sizes | (test_scan.sizes if test_scan else set())
-    size = _choose_size(sizes, image_size, name)
+    size = _choose_size(sizes, image_size, name)  # the headers' sizes matter only without image_size
     pool = decode_folder(train_scan, path, size, skip_bad_files, progress)
     test_split = decode_folder(test_scan, path, size, skip_bad_files, progress) if test_scan else None
     skipped = tuple(train_scan.skipped + (test_scan.skipped if test_scan else []))

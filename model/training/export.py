@@ -25,7 +25,6 @@ from safetensors.torch import load_file
 
 from model.checkpoint import HYPERPARAMETERS, CheckpointError, file_sha256, load, read_metadata, save
 from model.data import DatasetError, Split, dequantize, quantize
-from model.data.sources import Dataset
 from model.inference.completion import complete
 from model.inference.generation import generate
 from model.inference.likelihood import per_class_means, score_split
@@ -56,11 +55,11 @@ def run_settings(run_dir: Path) -> TrainSettings:
     return TrainSettings.from_json((run_dir / SETTINGS_FILE).read_text())
 
 
-def ema_from_run(run_dir: Path, from_state: bool, dataset: Dataset) -> tuple[PixelCNN, dict[str, object]]:
+def ema_from_run(
+    run_dir: Path, settings: TrainSettings, from_state: bool, train_images: int
+) -> tuple[PixelCNN, dict[str, object]]:
     """A run's EMA weights (best epoch; the latest state with ``from_state`` or when no epoch
-    has ended) and the facts of its training."""
-    settings = run_settings(run_dir)
-    settings.model = with_class_names(settings.model, dataset)
+    has ended) and the facts of its training; ``train_images``: how many it trained on."""
     model = PixelCNN(settings.model)
     state = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True)
     facts: dict[str, object] = {"steps_total": int(state["step"]), "epochs_total": int(state["epoch"])}
@@ -72,9 +71,6 @@ def ema_from_run(run_dir: Path, from_state: bool, dataset: Dataset) -> tuple[Pix
     if from_state:
         model.load_state_dict(state["ema"])
         # A run stopped mid-epoch: count its epochs in steps, as the trainer does.
-        train_images = len(
-            dataset.part("train", settings.validation_fraction).first(settings.train_limit or None)
-        )
         epochs = int(state["step"]) / max(1, train_images // settings.batch_size)
         facts.update(epochs=round(epochs, 2), steps=int(state["step"]))
     else:
@@ -140,10 +136,14 @@ def export(
     settings = run_settings(run_dir)
     try:
         dataset = run_dataset(settings)
+        settings.model = with_class_names(settings.model, dataset)
     except DatasetError as exc:
         raise ExportError(f"the run's data cannot be read: {exc}") from None
-    model, facts = ema_from_run(run_dir, from_state, dataset)
-    validation = dataset.part("validation", settings.validation_fraction).first(limit)
+    fraction = settings.validation_fraction
+    train_images = len(dataset.part("train", fraction).first(settings.train_limit or None))
+    model, facts = ema_from_run(run_dir, settings, from_state, train_images)
+    held_out = dataset.part("validation", fraction)
+    validation = held_out.first(limit)
     test = dataset.test.first(limit) if dataset.test is not None else None
     figures: dict[str, Any] = {}
     started = time.perf_counter()
@@ -164,9 +164,9 @@ def export(
     save(
         model,
         out,
-        data=dataset.describe(settings.validation_fraction),
-        data_sha256=dataset.fingerprint(),
-        train_images=len(dataset.part("train", settings.validation_fraction)),
+        data=dataset.describe(fraction),
+        data_sha256=dataset.fingerprint,
+        train_images=train_images,
         wall_hours=wall_hours,
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
         **figures,
@@ -180,9 +180,7 @@ def export(
     if (run_dir / "curves.png").exists():
         shutil.copyfile(run_dir / "curves.png", out.parent / f"{stem}-curves.png")
     if with_pictures:
-        pictures(
-            model, out.parent, stem, test if test is not None and len(test) else dataset.part("validation")
-        )
+        pictures(model, out.parent, stem, dataset.test if dataset.test is not None else held_out)
     return {
         "weights": str(out),
         "sha256": file_sha256(out),

@@ -173,7 +173,7 @@ class Trainer:
                 steps=self.step,
                 validation_bits_per_dim=val,
                 data=self.dataset.describe(self.settings.validation_fraction),
-                data_sha256=self.dataset.fingerprint(),
+                data_sha256=self.dataset.fingerprint,
                 train_images=len(self.train),
             )
         if self.settings.samples_per_epoch:
