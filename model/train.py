@@ -117,7 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="WEIGHTS",
         help="start a new run from these weights (model and EMA) instead of a random init; "
         "the model flags are then taken from the file, except --arch gated-attention with a gated "
-        "file: its layers are kept and attention blocks (which start as the identity) are added",
+        "file, or with a smaller --attention-every than a gated-attention file's: its layers and "
+        "blocks are kept and new attention blocks (which start as the identity) are added",
     )
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")

@@ -50,6 +50,7 @@ def random_model(
     seed: int = 0,
     attention_every: int = 1,
     class_names: tuple[str, ...] | None = None,
+    image_channels: int = 1,
 ) -> PixelCNN:
     """A small model with random weights, scaled up so that its outputs vary a lot.
 
@@ -70,6 +71,7 @@ def random_model(
         head_channels=16,
         attention_every=attention_every,
         class_names=class_names,
+        image_channels=image_channels,
     )
     model = PixelCNN(config).eval()
     with torch.no_grad():

@@ -126,6 +126,39 @@ def test_a_gated_file_grows_into_gated_attention_that_starts_as_the_same_model(t
         open_run(settings(tmp_path / "shrunk", init_from=str(start), grow_to="pixelcnn"), resume=False)
 
 
+def test_a_gated_attention_file_grows_more_attention_blocks_and_keeps_its_own(tmp_path: Path) -> None:
+    four_layers = dataclasses.replace(TINY, arch="gated-attention", layers=4, attention_every=2)
+    first = open_run(settings(tmp_path / "first", model=four_layers, max_steps=10), resume=False)
+    first.run(progress=False)
+    start = tmp_path / "start.safetensors"
+    save(first.ema, start)
+    assert load(start).config.attention_after == (1,)
+    wanted = PixelCNNConfig(arch="gated-attention", attention_every=1, attention_heads=2)
+    grown = open_run(
+        settings(
+            tmp_path / "grown", model=wanted, init_from=str(start), grow_to="gated-attention", max_steps=2
+        ),
+        resume=False,
+    )
+    assert grown.settings.model.attention_after == (0, 1, 2) and grown.settings.model.layers == 4
+    # The file's block after layer 1 keeps its weights; the new ones start as the identity.
+    kept = load(start).attention["1"].state_dict()
+    assert all(torch.equal(t, grown.model.attention["1"].state_dict()[k]) for k, t in kept.items())
+    x = torch.randint(0, 256, (2, 1, 28, 28))
+    y = torch.tensor([2, 5])
+    with torch.no_grad():
+        assert torch.allclose(grown.model.eval()(x, y), load(start)(x, y), atol=1e-5)
+    grown.run(progress=False)
+    assert grown.step == 2
+    # Fewer blocks would drop the file's own: refused with what to choose instead.
+    fewer = PixelCNNConfig(arch="gated-attention", attention_every=3, attention_heads=2)
+    with pytest.raises(ValueError, match="would drop or reshape"):
+        open_run(
+            settings(tmp_path / "fewer", model=fewer, init_from=str(start), grow_to="gated-attention"),
+            resume=False,
+        )
+
+
 def test_sigterm_saves_a_checkpoint_first(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [

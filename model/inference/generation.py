@@ -30,7 +30,8 @@ def generate(
     progress: bool = False,
     method: Method = "fast",
 ) -> torch.Tensor:
-    """Sample ``n`` images: a ``(n, 1, H, W)`` uint8 tensor of model values in ``[0, levels)``.
+    """Sample ``n`` images: a ``(n, K, H, W)`` uint8 tensor of model values in ``[0, levels)``,
+    K = ``image_channels`` (1 for grayscale).
 
     ``labels``: None, one int, or one (int or None) per image; a conditional model draws a
     missing label from the image's seed. ``seeds``: one int in ``[0, 2**32)`` per image
@@ -42,8 +43,9 @@ def generate(
     temperature = check_temperature(temperature)
     seed_list = check_seeds(seeds, n)
     label_tensor = check_labels(model, labels, n, seed_list)
-    noise = per_image_noise(seed_list, model.config.image_size**2)
-    if method == "naive":
+    noise = per_image_noise(seed_list, model.config.image_channels * model.config.image_size**2)
+    # Colour models have no cached incremental path yet: they sample with the reference sampler.
+    if method == "naive" or model.config.image_channels > 1:
         return naive_sample(model, noise, label_tensor, temperature, progress)
     if method != "fast":
         raise ValueError(f"method must be 'fast' or 'naive', got {method!r}")

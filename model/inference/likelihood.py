@@ -23,29 +23,37 @@ LN2 = math.log(2.0)
 SCORE_BATCH = 25
 
 
+def _targets(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, K, H, W)`` as the class targets of ``logits``: ``(B, H, W)`` for grayscale
+    logits ``(B, L, H, W)``, ``(B, K, H, W)`` for colour logits ``(B, L, K, H, W)``."""
+    return images.long() if logits.dim() == 5 else images[:, 0].long()
+
+
 def pixel_log2_probs(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """log2 p(x_ij | x_<ij): logits ``(B, L, H, W)``, images ``(B, 1, H, W)`` -> ``(B, H, W)``."""
+    """log2 p(x_ij | x_<ij): logits ``(B, L, H, W)``, images ``(B, 1, H, W)`` -> ``(B, H, W)``;
+    for colour, logits ``(B, L, K, H, W)`` and images ``(B, K, H, W)`` -> ``(B, K, H, W)``."""
     log_probs = F.log_softmax(logits.float(), dim=1)
-    return log_probs.gather(1, images.long()).squeeze(1) / LN2
+    return log_probs.gather(1, _targets(logits, images).unsqueeze(1)).squeeze(1) / LN2
 
 
 def bits_per_dim_loss(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Mean negative log2-likelihood per pixel over the batch: the training loss, in bits/dim."""
-    return F.cross_entropy(logits.float(), images[:, 0].long()) / LN2
+    """Mean negative log2-likelihood per dimension (pixel, or pixel and colour) over the batch:
+    the training loss, in bits/dim."""
+    return F.cross_entropy(logits.float(), _targets(logits, images)) / LN2
 
 
 @dataclass(frozen=True)
 class Likelihood:
-    log2_probs: torch.Tensor  # (B, H, W) log2 p(x_ij | x_<ij); sums to -total_bits
+    log2_probs: torch.Tensor  # (B, H, W) log2 p(x_ij | x_<ij), (B, C, H, W) for colour; sums to -total_bits
     total_bits: torch.Tensor  # (B,) negative log2-likelihood of each image
-    bits_per_dim: torch.Tensor  # (B,) total_bits / (H * W)
+    bits_per_dim: torch.Tensor  # (B,) total_bits / (H * W * C)
     class_posterior: torch.Tensor | None  # (B, K) p(y | x) when a conditional model got no label
 
 
 def check_images(model: PixelCNN, images: torch.Tensor) -> None:
-    size, levels = model.config.image_size, model.config.levels
-    if images.dim() != 4 or tuple(images.shape[1:]) != (1, size, size):
-        raise ValueError(f"images must have shape (B, 1, {size}, {size}), got {tuple(images.shape)}")
+    size, levels, colours = model.config.image_size, model.config.levels, model.config.image_channels
+    if images.dim() != 4 or tuple(images.shape[1:]) != (colours, size, size):
+        raise ValueError(f"images must have shape (B, {colours}, {size}, {size}), got {tuple(images.shape)}")
     if images.numel() and (int(images.min()) < 0 or int(images.max()) >= levels):
         raise ValueError(f"image values must be in 0..{levels - 1}")
 
@@ -76,12 +84,16 @@ def log_likelihood(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor |
     per_class = torch.stack(
         [pixel_log2_probs(model(images, with_label(y)), images) for y in range(num_classes)], dim=1
     )  # (B, K, H, W), log2
-    flat = per_class.flatten(2).double() * LN2  # natural log, (B, K, T), float64 for long sums
+    # Raster order, and within a pixel its colours (a colour model's (B, K, C, H, W) -> (B, K, H, W, C)).
+    ordered = per_class if per_class.dim() == 4 else per_class.movedim(2, -1)
+    flat = ordered.flatten(2).double() * LN2  # natural log, (B, K, T), float64 for long sums
     prior = -math.log(num_classes)
     cumulative = torch.cat([torch.zeros_like(flat[:, :, :1]), flat.cumsum(2)], dim=2) + prior
     evidence = torch.logsumexp(cumulative, dim=1)  # (B, T + 1): log p(x_<t), log p(x_<0) = 0
     per_pixel = (evidence[:, 1:] - evidence[:, :-1]) / LN2
-    log2p = per_pixel.reshape(per_class[:, 0].shape).float()
+    log2p = per_pixel.reshape(ordered[:, 0].shape).float()
+    if per_class.dim() == 5:
+        log2p = log2p.movedim(-1, 1)  # back to (B, C, H, W)
     posterior = torch.softmax(cumulative[:, :, -1], dim=1).float()
     total = -(evidence[:, -1] / LN2).float()
     return Likelihood(log2p, total, total / log2p[0].numel(), posterior)

@@ -95,11 +95,17 @@ def naive_sample(
     temperature: float,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Reference sampler: one full forward pass per pixel. ``noise`` ``(B, H*W)`` -> ``(B, 1, H, W)``."""
-    size = model.config.image_size
-    x = torch.zeros(noise.shape[0], 1, size, size, dtype=torch.long)
+    """Reference sampler: one full forward pass per pixel and colour.
+
+    ``noise`` ``(B, H*W*K)`` -> images ``(B, K, H, W)``, K = ``image_channels``; colour k of
+    pixel t (raster order) uses ``noise[:, t * K + k]``: red, then green, then blue.
+    """
+    size, colours = model.config.image_size, model.config.image_channels
+    x = torch.zeros(noise.shape[0], colours, size, size, dtype=torch.long)
     for t in tqdm(range(size * size), disable=not progress, desc="sampling (naive)"):
         i, j = divmod(t, size)
-        logits = model(x, labels)[:, :, i, j]
-        x[:, 0, i, j] = draw(logits, noise[:, t], temperature)
+        for k in range(colours):
+            logits = model(x, labels)
+            at = logits[:, :, i, j] if colours == 1 else logits[:, :, k, i, j]
+            x[:, k, i, j] = draw(at, noise[:, t * colours + k], temperature)
     return x.to(torch.uint8)

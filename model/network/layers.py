@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.network.channels import CentreMaskedConv2d, centre_mask, feature_groups, input_groups, pointwise
+
 
 def causal_mask(kernel_size: int, mask_type: str) -> torch.Tensor:
     """The ``(k, k)`` 0/1 mask of a masked convolution.
@@ -43,9 +45,21 @@ class MaskedConv2d(nn.Conv2d):
 
     mask: torch.Tensor
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        mask_type: str,
+        groups: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, padding=0)
-        self.register_buffer("mask", causal_mask(kernel_size, mask_type), persistent=False)
+        mask = causal_mask(kernel_size, mask_type)
+        if groups is not None:  # colour: the centre tap masked by channel group (channels.py)
+            centre = kernel_size // 2
+            mask = causal_mask(kernel_size, "B").expand(out_channels, in_channels, -1, -1).clone()
+            mask[:, :, centre, centre] = centre_mask(groups[0], groups[1], mask_type)
+        self.register_buffer("mask", mask, persistent=False)
         self.pad = kernel_size // 2
 
     def masked_weight(self) -> torch.Tensor:
@@ -64,12 +78,16 @@ class ResidualBlock(nn.Module):
     conditioning) added to the block input before the first non-linearity.
     """
 
-    def __init__(self, channels: int, kernel_size: int):
+    def __init__(self, channels: int, kernel_size: int, colours: int = 1):
         super().__init__()
         half = channels // 2
-        self.reduce = nn.Conv2d(channels, half, 1)
-        self.masked = MaskedConv2d(half, half, kernel_size, "B")
-        self.expand = nn.Conv2d(half, channels, 1)
+        full_groups, half_groups = feature_groups(channels, colours), feature_groups(half, colours)
+        colour = colours > 1
+        self.reduce = pointwise(channels, half, (half_groups, full_groups) if colour else None)
+        self.masked = MaskedConv2d(
+            half, half, kernel_size, "B", (half_groups, half_groups) if colour else None
+        )
+        self.expand = pointwise(half, channels, (full_groups, half_groups) if colour else None)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         h = x if cond is None else x + cond[:, :, None, None]
@@ -95,12 +113,26 @@ class GatedStem(nn.Module):
     - horizontal at (i, j) sees input (i, j - k//2 .. j - 1) plus the vertical stream at (i, j).
     """
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: int):
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, colours: int = 1):
         super().__init__()
         self.k = kernel_size // 2
         self.vertical = nn.Conv2d(in_channels, channels, (self.k, kernel_size))
         self.horizontal = nn.Conv2d(in_channels, channels, (1, self.k))
         self.vertical_to_horizontal = nn.Conv2d(channels, channels, 1)
+        # Colour: the current pixel's earlier colours reach the horizontal stream (type A).
+        self.current_pixel = (
+            CentreMaskedConv2d(
+                in_channels,
+                channels,
+                (1, 1),
+                (0, 0),
+                feature_groups(channels, colours),
+                input_groups(colours),
+                "A",
+            )
+            if colours > 1
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.k
@@ -110,6 +142,8 @@ class GatedStem(nn.Module):
         v = self.vertical(F.pad(x, (k, k, k, 0)))[:, :, :height]
         # Pad k columns on the left and drop the last output column: (i, j) reads j-k .. j-1.
         h = self.horizontal(F.pad(x, (k, 0, 0, 0)))[:, :, :, :width]
+        if self.current_pixel is not None:
+            h = h + self.current_pixel(x)
         return v, h + self.vertical_to_horizontal(v)
 
 
@@ -127,16 +161,25 @@ class GatedLayer(nn.Module):
     - the vertical pre-activation at (i, j) feeds the horizontal gate through a 1x1 conv.
     """
 
-    def __init__(self, channels: int, kernel_size: int):
+    def __init__(self, channels: int, kernel_size: int, colours: int = 1):
         super().__init__()
         self.kh = kernel_size // 2 + 1
         self.kw = kernel_size // 2 + 1
         self.col_pad = kernel_size // 2
         self.vertical = nn.Conv2d(channels, 2 * channels, (self.kh, kernel_size))
-        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, self.kw))
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
-        # One 1x1 conv gives both the residual (first C channels) and the skip (last C).
-        self.residual_and_skip = nn.Conv2d(channels, 2 * channels, 1)
+        if colours == 1:
+            self.horizontal: nn.Conv2d = nn.Conv2d(channels, 2 * channels, (1, self.kw))
+            # One 1x1 conv gives both the residual (first C channels) and the skip (last C).
+            self.residual_and_skip = nn.Conv2d(channels, 2 * channels, 1)
+        else:
+            # Colour: the horizontal kernel's last tap is the current pixel (type B by group);
+            # a gate's two halves and the residual and skip halves keep the stream's groups.
+            groups, doubled = feature_groups(channels, colours), feature_groups(channels, colours, copies=2)
+            self.horizontal = CentreMaskedConv2d(
+                channels, 2 * channels, (1, self.kw), (0, self.kw - 1), doubled, groups, "B"
+            )
+            self.residual_and_skip = pointwise(channels, 2 * channels, (doubled, groups))
 
     def forward(
         self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | None = None

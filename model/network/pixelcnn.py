@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.network.attention import CausalSelfAttention
+from model.network.channels import feature_groups, input_groups, pointwise
 from model.network.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 
 # "pixelcnn": masked convolutions (with the classic blind spot); "gated": vertical and horizontal
@@ -42,6 +43,7 @@ class PixelCNNConfig:
     attention_heads: int = 2  # gated-attention: heads per attention block
     # What each label means, from the data set the model was trained on (None: "0", "1", ...).
     class_names: tuple[str, ...] | None = None
+    image_channels: int = 1  # 1: grayscale; 3: RGB, with the colour channel masks (channels.py)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -64,6 +66,10 @@ class PixelCNNConfig:
                 raise ValueError(
                     f"attention_heads must divide channels ({self.channels}), got {self.attention_heads}"
                 )
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 (grayscale) or 3 (RGB), got {self.image_channels}")
+        if self.image_channels > 1 and min(self.channels // 2, self.head_channels) < self.image_channels:
+            raise ValueError("a colour model needs channels of at least 6 and head_channels of at least 3")
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be positive or None, got {self.num_classes}")
         if self.class_names is not None:
@@ -92,7 +98,10 @@ class PixelCNNConfig:
         return tuple(range(self.attention_every - 1, self.layers - 1, self.attention_every))
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if self.image_channels == 1:
+            del fields["image_channels"]  # grayscale files keep the header they always had
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> PixelCNNConfig:
@@ -107,18 +116,22 @@ class PixelCNNConfig:
 
 
 def previous_pixels(encoded: torch.Tensor) -> torch.Tensor:
-    """Encoded input ``(B, 2, H, W)`` -> ``(B, H*W, 2)``: at p the pixel before p, zeros at p = 0."""
+    """Encoded input ``(B, E, H, W)`` -> ``(B, H*W, E)``: at p the pixel before p, zeros at p = 0."""
     flat = encoded.flatten(2).transpose(1, 2)
     return F.pad(flat, (0, 0, 1, 0))[:, :-1]
 
 
 class OutputHead(nn.Module):
-    """ReLU, 1x1 conv, ReLU, 1x1 conv to ``levels`` logits: ``(B, C, H, W) -> (B, L, H, W)``."""
+    """ReLU, 1x1 conv, ReLU, 1x1 conv to ``levels`` logits per colour:
+    ``(B, C, H, W) -> (B, colours * L, H, W)``, colour-major; type B masked for colour."""
 
-    def __init__(self, channels: int, head_channels: int, levels: int):
+    def __init__(self, channels: int, head_channels: int, levels: int, colours: int = 1):
         super().__init__()
-        self.hidden = nn.Conv2d(channels, head_channels, 1)
-        self.logits = nn.Conv2d(head_channels, levels, 1)
+        hidden, features = feature_groups(head_channels, colours), feature_groups(channels, colours)
+        logits = torch.arange(colours).repeat_interleave(levels)
+        colour = colours > 1
+        self.hidden = pointwise(channels, head_channels, (hidden, features) if colour else None)
+        self.logits = pointwise(head_channels, colours * levels, (logits, hidden) if colour else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(F.relu(self.hidden(F.relu(x))))
@@ -130,25 +143,29 @@ class PixelCNN(nn.Module):
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
         self.config = config
-        c = config.channels
-        # Two input channels: the scaled intensity and a constant one, so that zero padding
-        # (where the constant channel is 0) is distinguishable from a mid-grey pixel.
+        c, colours = config.channels, config.image_channels
+        # Input channels: the scaled intensity of each colour and a constant one, so that zero
+        # padding (where the constant channel is 0) is distinguishable from a mid-grey pixel.
+        inputs = colours + 1
         if config.arch == "pixelcnn":
-            self.stem: nn.Module = MaskedConv2d(2, c, config.kernel_size, "A")
+            stem_groups = (feature_groups(c, colours), input_groups(colours)) if colours > 1 else None
+            self.stem: nn.Module = MaskedConv2d(inputs, c, config.kernel_size, "A", stem_groups)
             self.blocks = nn.ModuleList(
-                ResidualBlock(c, config.hidden_kernel_size) for _ in range(config.layers)
+                ResidualBlock(c, config.hidden_kernel_size, colours) for _ in range(config.layers)
             )
             cond_width = c
         else:
-            self.stem = GatedStem(2, c, config.kernel_size)
+            self.stem = GatedStem(inputs, c, config.kernel_size, colours)
             self.blocks = nn.ModuleList(
-                GatedLayer(c, config.hidden_kernel_size) for _ in range(config.layers)
+                GatedLayer(c, config.hidden_kernel_size, colours) for _ in range(config.layers)
             )
             cond_width = 4 * c
         # Keyed by the index of the gated layer each block follows.
         self.attention = nn.ModuleDict(
             {
-                str(i): CausalSelfAttention(c, config.attention_heads, config.image_size)
+                str(i): CausalSelfAttention(
+                    c, config.attention_heads, config.image_size, inputs, shifted=colours > 1
+                )
                 for i in config.attention_after
             }
         )
@@ -158,12 +175,21 @@ class PixelCNN(nn.Module):
             if config.num_classes is not None
             else None
         )
-        self.head = OutputHead(c, config.head_channels, config.levels)
+        self.head = OutputHead(c, config.head_channels, config.levels, colours)
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer images ``(B, 1, H, W)`` -> float ``(B, 2, H, W)`` in [-1, 1] plus ones."""
+        """Integer images ``(B, K, H, W)`` -> float ``(B, K + 1, H, W)`` in [-1, 1] plus ones."""
         scaled = x.float() * (2.0 / (self.config.levels - 1)) - 1.0
-        return torch.cat([scaled, torch.ones_like(scaled)], dim=1)
+        return torch.cat([scaled, torch.ones_like(scaled[:, :1])], dim=1)
+
+    def shape_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The head's ``(B, K * L, H, W)`` as the interface gives them: ``(B, L, H, W)`` for a
+        grayscale model, ``(B, L, K, H, W)`` (a colour axis after the levels) for colour."""
+        k = self.config.image_channels
+        if k == 1:
+            return logits
+        b, _, height, width = logits.shape
+        return logits.view(b, k, -1, height, width).transpose(1, 2)
 
     def label_biases(self, labels: torch.Tensor | None, batch: int) -> list[torch.Tensor | None]:
         """Per-layer conditioning biases ``(B, cond_width)``, or Nones for no conditioning."""
@@ -179,19 +205,23 @@ class PixelCNN(nn.Module):
         return list(self.label_embedding(labels.long()).chunk(self.config.layers, dim=1))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: int ``(B, 1, H, W)`` in ``[0, levels)``; ``labels``: ``(B,)`` or None.
+        """``x``: int ``(B, K, H, W)`` in ``[0, levels)``, K = ``image_channels``; ``labels``:
+        ``(B,)`` or None (an unconditional model ignores them).
 
-        Returns logits ``(B, levels, H, W)``. An unconditional model ignores ``labels``.
+        Returns logits ``(B, levels, H, W)`` for a grayscale model and ``(B, levels, K, H, W)``
+        for colour: colour k's logits at pixel p depend on the pixels before p and on colours
+        0 .. k-1 of p (red first, then green, then blue).
         """
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise ValueError(f"x must have shape (B, 1, H, W), got {tuple(x.shape)}")
+        k = self.config.image_channels
+        if x.dim() != 4 or x.shape[1] != k:
+            raise ValueError(f"x must have shape (B, {k}, H, W), got {tuple(x.shape)}")
         conds = self.label_biases(labels, x.shape[0])
         inp = self.encode_input(x)
         if self.config.arch == "pixelcnn":
             h = self.stem(inp)
             for block, cond in zip(self.blocks, conds, strict=True):
                 h = block(h, cond)
-            return self.head(h)
+            return self.shape_logits(self.head(h))
         v, h = self.stem(inp)
         skip = torch.zeros_like(h)
         previous = previous_pixels(inp) if len(self.attention) else inp
@@ -200,7 +230,7 @@ class PixelCNN(nn.Module):
             skip = skip + s
             if str(index) in self.attention:
                 h = self.attention[str(index)](h, previous)
-        return self.head(skip)
+        return self.shape_logits(self.head(skip))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

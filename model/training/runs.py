@@ -12,6 +12,7 @@ from pathlib import Path
 
 from model.checkpoint import CheckpointError, file_sha256, load
 from model.data.sources import Dataset
+from model.network.pixelcnn import PixelCNNConfig
 from model.training.distributed import World, from_main
 from model.training.settings import TrainSettings
 from model.training.trainer import SETTINGS_FILE, STATE_FILE, Trainer
@@ -52,6 +53,17 @@ def open_run(
     return trainer
 
 
+def _grows(config: PixelCNNConfig, settings: TrainSettings) -> bool:
+    """Whether ``--init-from`` with ``--arch`` asks for more than the file has: gated grown into
+    gated-attention, or a gated-attention file given attention blocks after more layers."""
+    if settings.grow_to != config.arch:
+        return True
+    return config.arch == "gated-attention" and (
+        settings.model.attention_every != config.attention_every
+        or settings.model.attention_heads != config.attention_heads
+    )
+
+
 def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> TrainSettings | Exception:
     run_dir = Path(settings.run_dir)
     if resume:
@@ -73,15 +85,28 @@ def _find_run(settings: TrainSettings, resume: bool, epochs: int | None) -> Trai
             config = load(config_source).config
         except CheckpointError as exc:
             return exc
-        if settings.grow_to and settings.grow_to != config.arch:
-            if (config.arch, settings.grow_to) != ("gated", "gated-attention"):
+        if settings.grow_to and _grows(config, settings):
+            if (config.arch, settings.grow_to) not in (
+                ("gated", "gated-attention"),
+                ("gated-attention",) * 2,
+            ):
                 return ValueError(f"--arch {settings.grow_to} cannot start from a {config.arch} file")
-            config = dataclasses.replace(
+            grown = dataclasses.replace(
                 config,
                 arch=settings.grow_to,
                 attention_every=settings.model.attention_every,
                 attention_heads=settings.model.attention_heads,
             )
+            kept = set(config.attention_after)
+            if not kept <= set(grown.attention_after) or (
+                kept and grown.attention_heads != config.attention_heads
+            ):
+                return ValueError(
+                    f"--attention-every {grown.attention_every} --attention-heads {grown.attention_heads} "
+                    f"would drop or reshape the file's attention blocks (after layers {sorted(kept)}); "
+                    f"choose a divisor of {config.attention_every} and {config.attention_heads} heads"
+                )
+            config = grown
         else:
             settings = dataclasses.replace(settings, grow_to=None)  # nothing to grow: load strictly
         return dataclasses.replace(settings, model=config, init_sha256=file_sha256(config_source))
