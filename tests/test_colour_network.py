@@ -28,15 +28,17 @@ def dependencies(arch: str) -> torch.Tensor:
     model = random_model(arch, 10, size=SIZE, levels=LEVELS, channels=24, layers=3, image_channels=COLOURS)
     n = SIZE * SIZE
     moved = torch.zeros(COLOURS * n, COLOURS, SIZE, SIZE, dtype=torch.bool)
-    # A ReLU can hide a path at one input; four random images show every path that exists.
-    for seed in range(4):
+    # A ReLU can hide a path for one image and one label (a unit dead for that class), so
+    # several random images, each with its own label, show every path that exists.
+    for seed in range(6):
         generator = torch.Generator().manual_seed(seed)
         base = torch.randint(0, LEVELS, (1, COLOURS, SIZE, SIZE), generator=generator)
+        label = int(torch.randint(0, 10, (1,), generator=generator))
         changed = base.repeat(COLOURS * n, 1, 1, 1)
         flat = changed.view(COLOURS * n, COLOURS * n)  # row i changes input i = c' * N + q
         index = torch.arange(COLOURS * n)
         flat[index, index] = (flat[index, index] + LEVELS // 2) % LEVELS
-        labels = torch.full((len(changed) + 1,), 3)
+        labels = torch.full((len(changed) + 1,), label)
         with torch.no_grad():
             logits = model(torch.cat([base, changed]), labels)  # (1 + K*N, L, K, H, W)
         moved |= (logits[1:] - logits[:1]).abs().amax(1) > 1e-6  # (K*N inputs, K, H, W)

@@ -167,11 +167,9 @@ class GatedLayer(nn.Module):
         self.kw = kernel_size // 2 + 1
         self.col_pad = kernel_size // 2
         self.vertical = nn.Conv2d(channels, 2 * channels, (self.kh, kernel_size))
-        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        # Modules are made in this order so that a seeded model's initial weights stay the same.
         if colours == 1:
             self.horizontal: nn.Conv2d = nn.Conv2d(channels, 2 * channels, (1, self.kw))
-            # One 1x1 conv gives both the residual (first C channels) and the skip (last C).
-            self.residual_and_skip = nn.Conv2d(channels, 2 * channels, 1)
         else:
             # Colour: the horizontal kernel's last tap is the current pixel (type B by group);
             # a gate's two halves and the residual and skip halves keep the stream's groups.
@@ -179,6 +177,11 @@ class GatedLayer(nn.Module):
             self.horizontal = CentreMaskedConv2d(
                 channels, 2 * channels, (1, self.kw), (0, self.kw - 1), doubled, groups, "B"
             )
+        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        if colours == 1:
+            # One 1x1 conv gives both the residual (first C channels) and the skip (last C).
+            self.residual_and_skip = nn.Conv2d(channels, 2 * channels, 1)
+        else:
             self.residual_and_skip = pointwise(channels, 2 * channels, (doubled, groups))
 
     def forward(
