@@ -15,22 +15,26 @@ from starlette.concurrency import run_in_threadpool
 RENDERING = asyncio.Semaphore(1)
 
 
-async def render_heatmap(gray: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
+async def render_heatmap(pixels: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
     """``heatmap_png`` off the event loop, one drawing at a time."""
     async with RENDERING:
-        return await run_in_threadpool(heatmap_png, gray, bits, bits_per_dim)
+        return await run_in_threadpool(heatmap_png, pixels, bits, bits_per_dim)
 
 
-def heatmap_png(gray: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
-    """``gray`` ``(H, W)`` uint8 and ``bits`` ``(H, W)`` float (bits per pixel) -> PNG bytes."""
+def heatmap_png(pixels: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> bytes:
+    """``pixels`` ``(C, H, W)`` uint8 (C = 1 gray, 3 RGB) and ``bits`` ``(H, W)`` float (bits
+    per pixel, a colour pixel's channels summed) -> PNG bytes."""
     # The object-oriented API (no pyplot) keeps this safe to call from worker threads.
     fig = Figure(figsize=(6.4, 3.2), dpi=100)
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
-    left.imshow(gray, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    if pixels.shape[0] == 1:
+        left.imshow(pixels[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        left.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
     left.set_title("input")
     shown = right.imshow(bits, cmap="magma", vmin=0, interpolation="nearest")
-    right.set_title(f"bits per pixel (mean {bits_per_dim:.2f})")
+    right.set_title(f"bits per pixel ({bits_per_dim:.2f} bits/dim)")
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -39,5 +39,5 @@ def png_bytes(picture: Image.Image) -> bytes:
 
 
 def to_uint8_images(values: torch.Tensor, levels: int) -> torch.Tensor:
-    """Model values ``(N, 1, H, W)`` -> displayable uint8 intensities."""
+    """Model values ``(N, C, H, W)`` -> displayable uint8 intensities."""
     return dequantize(values, levels)

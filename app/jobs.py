@@ -198,8 +198,8 @@ class UpscaleJob(ParticleJob):
 
 @dataclass(eq=False)
 class CompressJob(Job[tuple[bytes, float]]):
-    """Compress images ``(n, 1, H, W)`` -> the container and its ideal bits (alone: the codec
-    must see the same batch shapes when decoding)."""
+    """Compress images ``(n, K, H, W)`` (K: the model's colours) -> the container and its ideal
+    bits (alone: the codec must see the same batch shapes when decoding)."""
 
     values: torch.Tensor
     classifier: Classifier | None  # guesses the labels; None: the fewest-bits search
@@ -214,7 +214,8 @@ class CompressJob(Job[tuple[bytes, float]]):
 
 @dataclass(eq=False)
 class DecompressJob(Job[torch.Tensor]):
-    """Decompress a container of ``count`` images -> ``(count, 1, H, W)`` uint8; damage is a 400."""
+    """Decompress a container of ``count`` images -> ``(count, K, H, W)`` uint8; damage, or data
+    of another colour count than the model's, is a 400."""
 
     data: bytes
     count: int

@@ -26,10 +26,11 @@ def images_response(
     info: ModelInfo,
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    """``values`` ``(n, 1, H, W)`` model values and ``bits`` ``(n,)`` total bits per image;
+    """``values`` ``(n, C, H, W)`` model values (C = 1 gray, 3 RGB) and ``bits`` ``(n,)`` total
+    bits per image;
     ``extra``: more fields for the JSON body (a route's subclass of ``ImagesResponse``)."""
     pixels = to_uint8_images(values, levels)
-    per_dim = (bits.double() / (values.shape[-1] * values.shape[-2])).tolist()
+    per_dim = (bits.double() / values[0].numel()).tolist()  # dims: H x W x C
     headers = {
         "X-Seeds": ",".join("" if s is None else str(s) for s in seeds),
         "X-Labels": ",".join("" if y is None else str(y) for y in labels),

@@ -98,6 +98,9 @@ class ModelInfo(BaseModel):
     config: dict[str, Any]
     parameters: int
     image_size: int = Field(description="the model's images are image_size x image_size pixels")
+    image_channels: int = Field(
+        1, description="1: grayscale images; 3: RGB (uploads are read, and results drawn, in colour)"
+    )
     classes: list[str] | None = Field(
         description="the name of each label, in label order; None: unconditional"
     )
@@ -124,7 +127,15 @@ class UpscaleResponse(ImagesResponse):
 
 
 class LikelihoodResponse(BaseModel):
-    bits: list[list[float]] = Field(description="H x W array: -log2 p of each pixel given those before it")
+    bits: list[list[float]] = Field(
+        description="H x W array: -log2 p of each pixel given those before it (a colour pixel: its "
+        "three channels' bits summed)"
+    )
+    channel_bits: list[list[list[float]]] | None = Field(
+        None,
+        description="colour models: 3 x H x W array, -log2 p of each channel (red, green, blue) given "
+        "the pixels before it and the pixel's earlier channels; None for grayscale",
+    )
     total_bits: float
     bits_per_dim: float
     label: int | None = Field(description="the label scored with; None when summed out")

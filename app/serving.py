@@ -36,6 +36,11 @@ class Serving:
     def levels(self) -> int:
         return self.model.config.levels
 
+    @property
+    def colours(self) -> int:
+        """Channels of the model's images: 1 (grayscale) or 3 (RGB)."""
+        return self.model.config.image_channels
+
 
 def _number(metadata: dict[str, str], key: str) -> float | None:
     try:
@@ -57,6 +62,7 @@ def describe(model: PixelCNN, weights: Path | None) -> ModelInfo:
         config=json.loads(model.config.to_json()),
         parameters=model.parameter_count(),
         image_size=model.config.image_size,
+        image_channels=model.config.image_channels,
         classes=list(model.config.label_names) if k else None,
         upscale_factors=list(upscale_factors(model.config.image_size)),
         weights=weights.name if weights is not None else "in-memory",

@@ -62,7 +62,7 @@ def event(name: str, data: Any) -> bytes:
 def partial_pngs(
     images: torch.Tensor, rows: int, known: torch.Tensor | None, *, levels: int, scale: int
 ) -> list[str]:
-    """Model values ``(n, 1, H, W)`` after ``rows`` rows -> base64 PNGs, unknown pixels grey.
+    """Model values ``(n, C, H, W)`` after ``rows`` rows -> base64 PNGs, unknown pixels grey.
 
     ``known`` ``(H, W)`` bool: pixels given before sampling began (a completion's image).
     """

@@ -12,7 +12,9 @@ each size it reports bits/dim, images per second encoding (``compress_with_stats
 decoding (``decompress``) after one untimed warm-up container, the median seconds per container
 each way, and how many images came back bit-exact. It prints tables (the last line is JSON) and
 asserts nothing about time. Every method codes the same model values (for 256 levels, the 8-bit
-images themselves).
+images themselves): for a colour model (``image_channels`` 3) and colour data, the same RGB
+images, as RGB PNG, WebP and JPEG XL files and as interleaved RGB bytes for gzip and xz, and
+bits/dim count ``H * W * 3`` dimensions an image.
 """
 
 from __future__ import annotations
@@ -89,6 +91,12 @@ class Containers:
         }
 
 
+def image_arrays(values: torch.Tensor) -> np.ndarray:
+    """Model values ``(N, K, H, W)`` as the arrays Pillow saves: ``(N, H, W)`` grayscale for
+    K = 1, ``(N, H, W, 3)`` RGB for K = 3 (whose bytes are the interleaved raw set)."""
+    return values[:, 0].numpy() if values.shape[1] == 1 else values.permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def code_in_containers(
     model: PixelCNN, values: torch.Tensor, size: int, classifier: Classifier | None
 ) -> Containers:
@@ -130,20 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.weights)
     cfg = model.config
     try:
-        source = open_source(args.data, cfg.image_size, data_dir=args.data_dir)
+        source = open_source(args.data, cfg.image_size, data_dir=args.data_dir, colours=cfg.image_channels)
         data = source.part("test")
     except DatasetError as exc:
         p.error(str(exc))
     n = min(args.limit, len(data))
-    values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, 1, H, W) model values
-    dims = cfg.image_size**2
+    values = quantize(data.images[:n], cfg.levels).to(torch.uint8)  # (n, K, H, W) model values
+    dims = cfg.image_size**2 * cfg.image_channels  # every colour of every pixel
     classifier, why_not = (None, None) if args.fewest_bits else classifier_for(model, args.classifier)
     if why_not and cfg.num_classes:
         print(f"note: labels by the fewest-bits search, since {why_not}")
     rule = "fewest bits" if classifier is None else "the classifier's guesses"
     runs = [code_in_containers(model, values, size, classifier) for size in sizes]
 
-    pixels = values[:, 0].numpy()
+    pixels = image_arrays(values)
     jxl, jxl_note = jpeg_xl_encoder()
     per_image: dict[str, tuple[Encoder | None, str]] = {
         "PNG (Pillow, optimize)": (_pillow("PNG", optimize=True), "one file per image"),
@@ -168,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     xz = len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)) / n
     rows.append(("xz -9e, whole raw set", xz, "one stream for all"))
 
-    print(f"first {n} {source.name} test images, {cfg.image_size}x{cfg.image_size}, {cfg.levels} levels")
+    colours = "grayscale" if cfg.image_channels == 1 else "RGB"
+    print(
+        f"first {n} {source.name} test images, {cfg.image_size}x{cfg.image_size} {colours}, "
+        f"{cfg.levels} levels, {dims} dims an image"
+    )
     print(f"weights {args.weights} ({cfg.arch}, {cfg.channels} channels, {cfg.layers} layers)")
     if cfg.num_classes:
         print(f"labels: {rule}")
@@ -191,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "weights": args.weights,
         "sha256": file_sha256(args.weights),
         "images": n,
+        "colours": cfg.image_channels,
+        "dims_per_image": dims,
         "threads": threads,
         "labels": rule if cfg.num_classes else None,
         "bytes_per_image": {name: None if s is None else round(s, 2) for name, s, _ in rows},

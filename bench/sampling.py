@@ -7,11 +7,19 @@ ratios fast/forward and naive/fast. Asserts nothing about time. ``--profile`` pr
 the fast sampler's time goes (torch profiler, by operator). ``--compile`` measures what
 ``torch.compile`` buys: the per-pixel step compiled (inductor, dynamic shapes) against eager,
 at batch 16, with the compile time and whether the images stay the same.
+
+``--random CONFIG_JSON`` (fields of ``PixelCNNConfig``) or ``--image-channels 3`` measures a
+model of random weights instead of a weights file (a colour model takes a step per colour);
+``--naive-whole`` times whole images of the naive sampler instead of extrapolating, e.g.
+
+    python -m bench.sampling --image-channels 3 --random '{"arch": "gated", "channels": 96,
+        "layers": 8, "head_channels": 128, "image_size": 16}' --batch-sizes 1,8 --threads 1 --naive-whole
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -22,12 +30,13 @@ import torch
 from model.checkpoint import DEFAULT_WEIGHTS, load
 from model.inference.cached import cached_sample
 from model.inference.caches import incremental
-from model.inference.sampling import check_labels, draw, per_image_noise
-from model.network.pixelcnn import PixelCNN
+from model.inference.sampling import check_labels, draw, naive_sample, per_image_noise
+from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, caches
+def median_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    if warm_up:
+        fn()  # warm-up: allocator, kernels, caches
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -36,30 +45,48 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(model: PixelCNN, batch: int, repeats: int, naive_pixels: int) -> tuple[float, float, float]:
-    """Median seconds of (one forward pass, one fast sampling run, naive extrapolated)."""
-    size = model.config.image_size
-    pixels = size * size
+def measure(
+    model: PixelCNN, batch: int, repeats: int, naive_pixels: int, naive_whole: bool = False
+) -> tuple[float, float, float]:
+    """Median seconds of (one forward pass, one fast sampling run, naive extrapolated, or naive
+    whole images with ``naive_whole``)."""
+    size, colours = model.config.image_size, model.config.image_channels
+    steps = size * size * colours  # the naive sampler's forward passes: one per pixel and colour
     seeds = list(range(batch))
     labels = check_labels(model, None, batch, seeds)
-    noise = per_image_noise(seeds, pixels)
-    x = torch.randint(0, model.config.levels, (batch, 1, size, size))
+    noise = per_image_noise(seeds, steps)
+    x = torch.randint(0, model.config.levels, (batch, colours, size, size))
 
     def forward() -> None:
         with torch.no_grad():
             model(x, labels)
 
     def naive_steps() -> None:
-        # The naive sampler's loop body: a full forward pass, then one pixel drawn.
+        # The naive sampler's loop body: a full forward pass, then one value drawn.
         with torch.no_grad():
-            for t in range(naive_pixels):
+            for d in range(naive_pixels):
+                t, k = divmod(d, colours)
                 i, j = divmod(t, size)
-                x[:, 0, i, j] = draw(model(x, labels)[:, :, i, j], noise[:, t], 1.0)
+                logits = model(x, labels)
+                at = logits[:, :, i, j] if colours == 1 else logits[:, :, k, i, j]
+                x[:, k, i, j] = draw(at, noise[:, d], 1.0)
 
     forward_s = median_seconds(forward, repeats)
     fast_s = median_seconds(lambda: cached_sample(model, noise, labels, 1.0), repeats)
-    naive_s = median_seconds(naive_steps, repeats) / naive_pixels * pixels
+    if naive_whole:  # a whole image is hundreds of forward passes: its own warm-up
+        naive_s = median_seconds(lambda: naive_sample(model, noise, labels, 1.0), repeats, warm_up=False)
+    else:
+        naive_s = median_seconds(naive_steps, repeats) / naive_pixels * steps
     return forward_s, fast_s, naive_s
+
+
+def random_model(config_json: str | None, image_channels: int | None) -> PixelCNN:
+    """A model of random weights (seed 0, PyTorch's initialisation) for ``config_json``."""
+    config = PixelCNNConfig.from_json(config_json or "{}")
+    if image_channels is not None:
+        config = dataclasses.replace(config, image_channels=image_channels)
+    torch.manual_seed(0)
+    return PixelCNN(config).eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,39 +95,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,16,64")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
     p.add_argument("--naive-pixels", type=int, default=8, help="naive steps timed, then extrapolated")
+    p.add_argument("--naive-whole", action="store_true", help="time whole naive images, not extrapolated")
+    p.add_argument("--random", metavar="CONFIG_JSON", help="random weights for this config, not --weights")
+    p.add_argument("--image-channels", type=int, help="random weights with this image_channels (3: colour)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--profile", action="store_true", help="profile one fast sampling run at batch 16")
     p.add_argument("--compile", action="store_true", help="time the per-pixel step under torch.compile")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.weights)
+    randomised = args.random is not None or args.image_channels is not None
+    try:
+        model = random_model(args.random, args.image_channels) if randomised else load(args.weights)
+    except ValueError as exc:  # a bad config
+        p.error(str(exc))
     size = model.config.image_size
-    pixels = size * size
+    steps = size * size * model.config.image_channels
+    source = f"random weights {model.config.to_json()}" if randomised else f"weights {args.weights}"
     print(
-        f"weights {args.weights}: {model.config.arch}, {model.parameter_count():,} parameters, "
+        f"{source}: {model.config.arch}, {model.parameter_count():,} parameters, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    naive_head = "naive s" if args.naive_whole else "naive s (extrap.)"
     print(
-        f"{'batch':>5} {'forward s':>10} {'fast s':>8} {'naive s (extrap.)':>18} {'fast/fwd':>9} "
+        f"{'batch':>5} {'forward s':>10} {'fast s':>8} {naive_head:>18} {'fast/fwd':>9} "
         f"{'naive/fast':>10} {'fast img/s':>10}"
     )
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        forward_s, fast_s, naive_s = measure(model, batch, args.repeats, args.naive_pixels)
+        forward_s, fast_s, naive_s = measure(model, batch, args.repeats, args.naive_pixels, args.naive_whole)
         print(
             f"{batch:>5} {forward_s:>10.3f} {fast_s:>8.2f} {naive_s:>18.1f} {fast_s / forward_s:>9.2f} "
             f"{naive_s / fast_s:>10.1f} {batch / fast_s:>10.1f}"
         )
-    print(
-        f"naive: {args.naive_pixels} per-pixel steps timed (median of {args.repeats}) and "
-        f"multiplied by {pixels}; fast and forward: medians of {args.repeats} full runs"
-    )
+    if args.naive_whole:
+        print(f"naive, fast and forward: medians of {args.repeats} full runs")
+    else:
+        print(
+            f"naive: {args.naive_pixels} per-step forward passes timed (median of {args.repeats}) and "
+            f"multiplied by {steps}; fast and forward: medians of {args.repeats} full runs"
+        )
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         seeds = list(range(16))
         labels = check_labels(model, None, 16, seeds)
-        noise = per_image_noise(seeds, pixels)
+        noise = per_image_noise(seeds, steps)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             cached_sample(model, noise, labels, 1.0)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
@@ -114,7 +153,7 @@ def compile_experiment(model: PixelCNN, batch: int, repeats: int) -> None:
     size = model.config.image_size
     seeds = list(range(batch))
     labels = check_labels(model, None, batch, seeds)
-    noise = per_image_noise(seeds, size * size)
+    noise = per_image_noise(seeds, size * size * model.config.image_channels)
     cache_type = type(incremental(model, labels, batch))
     compiled_logits = torch.compile(cache_type.logits, dynamic=True)
 

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         model = load(args.weights)
-        source = open_source(args.data, model.config.image_size, data_dir=args.data_dir)
+        source = open_source(
+            args.data, model.config.image_size, data_dir=args.data_dir, colours=model.config.image_channels
+        )
         if model.config.num_classes is not None and not args.marginal:
             with_class_names(model.config, source)  # the data's classes must be the model's
         data = source.part(args.split, args.validation_fraction)

@@ -1,10 +1,11 @@
-"""Pictures in and out: any image file read as the model's grayscale, and image grids made
-from model outputs.
+"""Pictures in and out: any image file read as the model's grayscale or RGB, and image grids
+made from model outputs.
 
 Image files are decoded only by the decoders of the accepted formats (so Pillow never runs an
 exotic decoder on a file it was handed), their pixel count is checked before any pixel is
-decoded, and whatever their mode they become one grayscale image of the model's size,
-light-on-dark like Fashion-MNIST. The service and the commands read images the same way.
+decoded, and whatever their mode they become one image of the model's size and colours
+(``model.image_modes``), light-on-dark like Fashion-MNIST. The service and the commands read
+images the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.data.arrays import centre_square, quantize, resize_to_uint8, resize_values
+from model.data.arrays import centre_square, quantize, resize_values
+from model.data.image_modes import SUPPORTED_MODES, resized, to_gray_and_alpha
 from model.inference.superres import downscale
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -38,8 +40,8 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
-class GrayImage:
-    gray: np.ndarray  # (size, size) uint8 0..255, light-on-dark like Fashion-MNIST
+class UploadedImage:
+    pixels: np.ndarray  # (C, size, size) uint8 0..255: C = 1 gray, light-on-dark like Fashion-MNIST; 3 RGB
     transparent: np.ndarray | None  # (size, size) bool, True where alpha < 50%, if it had alpha
 
 
@@ -90,16 +92,6 @@ def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
     return image
 
 
-# Larger images are BOX-averaged in their own mode (8-bit for most) down to at most this many
-# times the model's size a side before any float array exists, so the float arrays stay small
-# (112x112 for 28x28). The intermediate being a multiple of the model's size, each output pixel
-# averages the same source pixels as a direct BOX would: results differ from it by the 8-bit
-# rounding of the intermediate, at most 1 gray level on photos and 3 on 1-bit art (measured).
-SHRINK_TO = 4
-HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-SUPPORTED_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX", *HIGH_DEPTH_MODES)
-
-
 def _decode(image: Image.Image, field: str) -> Image.Image:
     """Decode the first frame at full size (not JPEG's DCT scaling: a 2000x2000 JPEG decoded
     at 1/8 scale, then BOX-averaged, is off by up to 8 gray levels from the full image's BOX)."""
@@ -113,54 +105,6 @@ def _decode(image: Image.Image, field: str) -> Image.Image:
     return image
 
 
-def _shrink(image: Image.Image, size: int) -> Image.Image:
-    """BOX-average ``image`` in its own mode to at most ``SHRINK_TO * size`` pixels a side."""
-    limit = SHRINK_TO * size
-    target = (min(image.width, limit), min(image.height, limit))
-    return image if target == image.size else image.resize(target, Image.Resampling.BOX)
-
-
-def _gray8(image: Image.Image, invert: bool) -> Image.Image:
-    """An 8-bit mode -> ``"L"``, or ``"La"`` (gray premultiplied by alpha) if it has alpha.
-
-    ``invert`` flips dark-on-light to light-on-dark before the premultiplication, so that
-    transparent pixels become background (black) either way. Full size, 8 bits a sample.
-    """
-    if image.mode == "P":  # palette colours, with their transparency if any
-        image = image.convert("LA" if "transparency" in image.info else "L")
-    elif image.mode in ("L", "RGB") and "transparency" in image.info:  # a tRNS colour key
-        image = image.convert("LA" if image.mode == "L" else "RGBA")
-    elif image.mode in ("PA", "CMYK"):
-        image = image.convert("RGBA" if image.mode == "PA" else "RGB")
-    alpha = image.getchannel("A") if "A" in image.getbands() else None
-    gray = image.convert("L")
-    if invert:
-        gray = ImageOps.invert(gray)
-    if alpha is None:
-        return gray
-    return Image.merge("LA", (gray, alpha)).convert("La")  # gray * alpha / 255, rounded
-
-
-def _to_gray_and_alpha(
-    image: Image.Image, size: int, invert: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any mode -> float gray 0..255 ``(h, w)`` and alpha 0..1 ``(h, w)`` (None if opaque),
-    with ``h, w <= SHRINK_TO * size``: a large image is shrunk before it becomes floats.
-
-    Transparent pixels are background (black) in ``gray``, after ``invert`` if asked.
-    """
-    if image.mode in HIGH_DEPTH_MODES:  # 16- or 32-bit gray: shrunk in its own mode, no alpha
-        high = image.getextrema()[1]
-        top = 65535.0 if image.mode.startswith("I;16") or float(high) > 255 else 255.0  # type: ignore[arg-type]
-        values = np.asarray(_shrink(image, size), dtype=np.float32)
-        gray = np.clip(values * (255.0 / top), 0, 255)
-        return (255.0 - gray if invert else gray), None
-    shrunk = np.asarray(_shrink(_gray8(image, invert), size), dtype=np.float32)
-    if shrunk.ndim == 2:
-        return shrunk, None
-    return shrunk[..., 0], shrunk[..., 1] / 255.0
-
-
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation in place; damaged EXIF is ignored (the pixels are still fine)."""
     with contextlib.suppress(Exception):  # Pillow raises several types for malformed EXIF blocks
@@ -172,14 +116,17 @@ def _load(data: bytes, field: str, max_pixels: int) -> Image.Image:
     return _upright(_decode(open_image(data, field, max_pixels), field))
 
 
-def read_image(data: bytes, field: str, size: int, max_pixels: int, invert: bool = False) -> GrayImage:
-    """An image file's bytes -> the model's size in grayscale, alpha kept separately.
+def read_image(
+    data: bytes, field: str, size: int, max_pixels: int, invert: bool = False, colours: int = 1
+) -> UploadedImage:
+    """An image file's bytes -> the model's size, grayscale (``colours`` 1) or RGB (3), alpha
+    kept separately.
 
     Whatever its size, no float array larger than ``SHRINK_TO * size`` a side is made.
     """
-    gray, alpha = _to_gray_and_alpha(_load(data, field, max_pixels), size, invert)
+    pixels, alpha = resized(_load(data, field, max_pixels), size, colours, invert)
     transparent = None if alpha is None else resize_values(alpha, size) < 0.5
-    return GrayImage(resize_to_uint8(gray, size), transparent)
+    return UploadedImage(pixels, transparent)
 
 
 def image_size_of(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
@@ -188,25 +135,25 @@ def image_size_of(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-def read_training_image(data: bytes, field: str, size: int, max_pixels: int) -> np.ndarray:
-    """An image file as training data: the largest centred square, in grayscale, resized to
-    ``(size, size)`` uint8 (area-averaged when shrinking); transparency becomes black."""
+def read_training_image(data: bytes, field: str, size: int, max_pixels: int, colours: int = 1) -> np.ndarray:
+    """An image file as training data: the largest centred square, resized to ``(colours,
+    size, size)`` uint8 (area-averaged when shrinking), grayscale for ``colours`` 1 and RGB
+    for 3; transparency becomes black."""
     image = _load(data, field, max_pixels)
     if image.width != image.height:
         image = image.crop(centre_square(image.width, image.height))
-    gray, _ = _to_gray_and_alpha(image, size)
-    return resize_to_uint8(gray, size)
+    return resized(image, size, colours)[0]
 
 
 def read_mask(data: bytes, size: int, max_pixels: int) -> np.ndarray:
     """A mask image (white = fill) -> ``(size, size)`` bool, resized to the model's size."""
-    gray, _ = _to_gray_and_alpha(_load(data, "mask", max_pixels), size)
+    gray, _ = to_gray_and_alpha(_load(data, "mask", max_pixels), size)
     return resize_values(gray, size) >= 127.5  # transparent mask pixels count as black (keep)
 
 
-def to_model_values(gray: np.ndarray, levels: int) -> torch.Tensor:
-    """uint8 ``(H, W)`` intensities -> model values ``(1, H, W)`` int64."""
-    return quantize(torch.from_numpy(gray.copy()).view(1, 1, *gray.shape), levels)[0]
+def to_model_values(pixels: np.ndarray, levels: int) -> torch.Tensor:
+    """uint8 ``(C, H, W)`` intensities -> model values ``(C, H, W)`` int64."""
+    return quantize(torch.from_numpy(pixels.copy()).unsqueeze(0), levels)[0]
 
 
 def upscale_factors(size: int) -> tuple[int, ...]:
@@ -221,10 +168,17 @@ def _either(values: list[str]) -> str:
 
 
 def read_small_image(
-    data: bytes, field: str, size: int, levels: int, factor: int | None, max_pixels: int, invert: bool = False
+    data: bytes,
+    field: str,
+    size: int,
+    levels: int,
+    factor: int | None,
+    max_pixels: int,
+    invert: bool = False,
+    colours: int = 1,
 ) -> tuple[torch.Tensor, int]:
     """An image file as the small image that ``upscale`` enlarges: model values
-    ``(1, size/f, size/f)``, and its factor f.
+    ``(colours, size/f, size/f)`` (1: gray, 3: RGB), and its factor f.
 
     An image of exactly a small size is used as it is (its size gives f when ``factor`` is
     None); with ``factor``, a larger one is resized to ``size`` x ``size`` and shrunk by
@@ -253,31 +207,36 @@ def read_small_image(
         factor = sides[width]
     side = size // factor
     if (width, height) == (side, side):
-        return to_model_values(read_image(data, field, side, max_pixels, invert).gray, levels), factor
+        return to_model_values(
+            read_image(data, field, side, max_pixels, invert, colours).pixels, levels
+        ), factor
     if width < side or height < side:
         raise ImageError(
             "wrong size",
             f"a {width}x{height} image is smaller than the {side}x{side} that factor {factor} needs",
         )
-    full = to_model_values(read_image(data, field, size, max_pixels, invert).gray, levels)
+    full = to_model_values(read_image(data, field, size, max_pixels, invert, colours).pixels, levels)
     return downscale(full, factor), factor
 
 
 def image_grid(images: torch.Tensor, columns: int, scale: int = 1, padding: int = 2) -> Image.Image:
-    """uint8 ``(N, 1, H, W)`` 0..255 -> one grayscale PIL image, ``columns`` images a row.
+    """uint8 ``(N, C, H, W)`` 0..255 -> one PIL image, grayscale for C = 1 and RGB for C = 3,
+    ``columns`` images a row.
 
     Cells are separated by ``padding`` pixels of mid grey; ``scale`` is nearest-neighbour.
     """
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     columns = max(1, min(columns, n))
     rows = (n + columns - 1) // columns
-    canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding), 128, dtype=np.uint8)
-    pixels = images[:, 0].to(torch.uint8).numpy()
+    canvas = np.full(
+        (rows * (h + padding) + padding, columns * (w + padding) + padding, c), 128, dtype=np.uint8
+    )
+    pixels = images.to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     for k in range(n):
-        r, c = divmod(k, columns)
-        top, left = padding + r * (h + padding), padding + c * (w + padding)
+        r, col = divmod(k, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
         canvas[top : top + h, left : left + w] = pixels[k]
-    picture = Image.fromarray(canvas, mode="L")
+    picture = Image.fromarray(canvas[..., 0] if c == 1 else canvas, mode="L" if c == 1 else "RGB")
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     return picture

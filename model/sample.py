@@ -93,7 +93,14 @@ def upscale_main(argv: list[str]) -> int:
     try:
         data = Path(args.small).read_bytes()
         small, factor = read_small_image(
-            data, args.small, size, levels, args.factor, DEFAULT_MAX_PIXELS, args.invert
+            data,
+            args.small,
+            size,
+            levels,
+            args.factor,
+            DEFAULT_MAX_PIXELS,
+            args.invert,
+            model.config.image_channels,
         )
     except (OSError, ImageError) as exc:
         p.error(str(exc))
@@ -115,7 +122,7 @@ def upscale_main(argv: list[str]) -> int:
     except ValueError as exc:  # a bad label, count, seed or temperature
         p.error(str(exc))
     image_grid(dequantize(images, levels), int(args.n**0.5 + 0.999), scale=args.scale).save(args.out)
-    per_dim = ", ".join(f"{float(b) / size**2:.3f}" for b in bits)
+    per_dim = ", ".join(f"{float(b) / (size**2 * model.config.image_channels):.3f}" for b in bits)
     used = "" if labels is None else f"; labels {', '.join(model.config.label_names[int(y)] for y in labels)}"
     print(f"wrote {args.out} ({args.n} images, factor {factor}; bits/dim {per_dim}{used})")
     return 0

@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--hidden-kernel-size", type=int, default=3)
     m.add_argument("--head-channels", type=int, default=128)
     m.add_argument("--attention-every", type=int, default=4, help="gated-attention: a block every N layers")
+    m.add_argument(
+        "--image-channels",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="1: grayscale; 3: RGB, each pixel's red, green and blue predicted in turn",
+    )
     m.add_argument("--attention-heads", type=int, default=2, help="gated-attention: heads per block")
     t = p.add_argument_group("training")
     t.add_argument("--run-dir", default="runs/default")
@@ -156,6 +163,7 @@ def train(args: argparse.Namespace, device: str) -> int:
                 data_dir=args.data_dir,
                 skip_bad_files=args.skip_bad_files,
                 progress=main_rank and not args.quiet,
+                colours=args.image_channels,
             )
     except DatasetError as exc:
         if main_rank:
@@ -175,6 +183,7 @@ def train(args: argparse.Namespace, device: str) -> int:
         head_channels=args.head_channels,
         attention_every=args.attention_every,
         attention_heads=args.attention_heads,
+        image_channels=args.image_channels,
     )
     settings = TrainSettings(
         model=config,

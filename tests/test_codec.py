@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +25,7 @@ from model.codec.container import HEADER_BYTES, unpack
 from model.data import load_fashion_mnist
 from model.inference.likelihood import log_likelihood
 from model.network.pixelcnn import PixelCNN
-from tests.conftest import random_model
-
-
-@contextmanager
-def threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tests.conftest import random_model, threads
 
 
 def round_trip(model: PixelCNN, images: torch.Tensor, encode_threads: int, decode_threads: int) -> bytes:

@@ -45,7 +45,7 @@ def test_a_large_upload_never_becomes_a_full_size_float_array(rgba: np.ndarray, 
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert upload.gray.shape == (28, 28)
+    assert upload.pixels.shape == (1, 28, 28)
     assert peak < SIDE * SIDE // 4, f"{peak / 1e6:.1f} MB traced"  # not even one 8-bit copy
 
 
@@ -62,8 +62,8 @@ def test_a_large_upload_is_what_a_direct_box_resize_gives(rgba: np.ndarray, inve
         return np.asarray(Image.fromarray(values).resize((28, 28), Image.Resampling.BOX), dtype=np.float64)
 
     expected = np.clip(np.rint(box(gray)), 0, 255)
-    assert np.abs(upload.gray - expected).max() <= 1
+    assert np.abs(upload.pixels[0] - expected).max() <= 1
     assert upload.transparent is not None
     near_half = np.abs(box(alpha) - 0.5) < 0.01
     assert np.array_equal(upload.transparent[~near_half], (box(alpha) < 0.5)[~near_half])
-    assert upload.gray[0, 0] == 0 and upload.transparent[0, 0]  # the transparent corner
+    assert upload.pixels[0, 0, 0] == 0 and upload.transparent[0, 0]  # the transparent corner

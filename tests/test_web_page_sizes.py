@@ -22,7 +22,9 @@ CLASS_MENUS = ("#gen-label", "#cmp-label", "#up-label")
 PROGRESS = ("#gen-progress", "#cmp-progress", "#up-progress")
 
 
-def tiny_model(size: int, class_names: tuple[str, ...] | None, seed: int = 0) -> PixelCNN:
+def tiny_model(
+    size: int, class_names: tuple[str, ...] | None, seed: int = 0, image_channels: int = 1
+) -> PixelCNN:
     """A tiny random model of ``size`` x ``size`` images, with these classes (None: unconditional)."""
     torch.manual_seed(seed)
     config = PixelCNNConfig(
@@ -34,6 +36,7 @@ def tiny_model(size: int, class_names: tuple[str, ...] | None, seed: int = 0) ->
         num_classes=len(class_names) if class_names else None,
         class_names=class_names,
         head_channels=16,
+        image_channels=image_channels,
     )
     model = PixelCNN(config).eval()
     with torch.no_grad():
@@ -56,8 +59,9 @@ def options(page: Page, selector: str) -> list[tuple[str, str]]:
     return [(value, text) for value, text in pairs]
 
 
-def decoded(src: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
+def decoded(src: str, mode: str = "L") -> np.ndarray:
+    """A data-URL image's pixels, in ``mode``."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert(mode))
 
 
 def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
@@ -106,7 +110,7 @@ def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
         # A test image into the editor, its top half completed at 16x16.
         page.locator("#ed-picker canvas").nth(7).click()
         page.wait_for_function("state.image.some((v) => v > 0)")  # the editor's 16x16 pixels
-        assert page.evaluate("state.image.length") == 16 * 16
+        assert page.evaluate("state.image.length") == 16 * 16 * 3  # RGB triples
         page.click("#mask-top")
         page.select_option("#cmp-n", "1")
         page.select_option("#cmp-particles", "1")
@@ -156,4 +160,36 @@ def test_an_unconditional_model_that_cannot_upscale(browser: Browser) -> None:
         page.wait_for_selector("#heatmap:not([hidden])", timeout=60_000)
         assert "bits/dim" in (page.locator("#score-status").text_content() or "")
         assert page.locator("#posterior li").count() == 0
+        assert not errors, errors
+
+
+def test_a_colour_model_draws_in_colour_and_keeps_the_pen_colour(browser: Browser) -> None:
+    model = tiny_model(12, None, seed=2, image_channels=3)
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: model)
+    with running_server(app) as url:
+        page, errors = open_page(browser, url)
+        assert "12×12 RGB" in (page.locator("#model-info").text_content() or "")
+        assert page.locator("#pen-colour").is_visible()
+        page.select_option("#gen-n", "1")
+        page.click("#generate-button")
+        page.wait_for_selector("#gen-results figure img:not(.partial)", timeout=60_000)
+        sample = decoded(page.locator("#gen-results img").first.get_attribute("src") or "", "RGB")
+        assert sample.shape == (12, 12, 3)
+
+        # Draw the whole bottom half red with the pen, then fill the top half.
+        page.fill("#pen-colour", "#ff0000")
+        page.check("input[name=tool][value=draw]")
+        box = page.locator("#canvas").bounding_box()
+        assert box is not None
+        cell = box["width"] / 12
+        for row in range(6, 12):
+            for col in range(0, 12, 2):
+                page.mouse.click(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+        page.click("#mask-top")
+        page.select_option("#cmp-n", "1")
+        page.click("#complete-button")
+        page.wait_for_selector("#cmp-results figure img:not(.partial)", timeout=60_000)
+        filled = decoded(page.locator("#cmp-results img").first.get_attribute("src") or "", "RGB")
+        assert filled.shape == (12, 12, 3)
+        assert (filled[6:, :] == [255, 0, 0]).all()  # the known half comes back exactly, in red
         assert not errors, errors

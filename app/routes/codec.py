@@ -37,7 +37,8 @@ COMPRESSED: dict[int | str, dict[str, Any]] = {
 PNG: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-        "description": "the decompressed image (a grid if the data held several)",
+        "description": "the decompressed image, grayscale or RGB as the model codes them "
+        "(a grid if the data held several)",
     },
     **error_responses(400, 413, 415, 422, 503),
 }
@@ -55,26 +56,30 @@ async def compress_image(
     invert: Annotated[bool, Form(description="the uploads are dark on light")] = False,
     format: Annotated[Format | None, Form(description="'json' for base64 with the figures")] = None,
 ) -> Response:
-    """Compress images losslessly (after conversion to the model's size, in grayscale) into one container.
+    """Compress images losslessly (after conversion to the model's size, in grayscale, or in RGB for a
+    colour model) into one container.
 
     One request may carry up to `max_images` images (64 by default; more is a 413), as repeated
     `image` fields, in the order `/decompress` returns them. They share the 13-byte header and
     are coded 32 side by side, so many images in one request cost less per image than a request
     each, in bytes and in time: with the shipped weights on a 2-core CPU, 64 images take about
     3.3 s to encode and 5.5 s to decode, one image 0.35 s and 0.38 s (`python -m
-    bench.compression`). Each image's label is the server's classifier's guess of
-    its class. A request counts as its number of images against the queue, and holds the model
-    for that long.
+    bench.compression`). Each image's label is the server's classifier's guess of its class
+    (where the classifier does not fit the model, a colour one say, the label that costs the
+    fewest bits). Bits/dim count every colour of every pixel. A request counts as its number
+    of images against the queue, and holds the model for that long.
     """
     if len(image) > settings.max_images:
         raise ClientError(
             413, f"{len(image)} images in one request; this server compresses at most {settings.max_images}"
         )
-    uploads = [await image_upload(upload, settings, serving.size, invert) for upload in image]
-    values = torch.stack([to_model_values(upload.gray, serving.levels) for upload in uploads])
+    uploads = [
+        await image_upload(upload, settings, serving.size, invert, serving.colours) for upload in image
+    ]
+    values = torch.stack([to_model_values(upload.pixels, serving.levels) for upload in uploads])
 
     data, _ideal_bits = await serving.worker.submit(CompressJob(values, serving.classifier), request)
-    bits_per_dim = 8 * len(data) / (len(values) * serving.size**2)
+    bits_per_dim = 8 * len(data) / values.numel()  # every colour of every pixel is a dimension
     headers = {
         "X-Bytes": str(len(data)),
         "X-Bits-Per-Dim": f"{bits_per_dim:.4f}",

@@ -66,11 +66,11 @@ async def complete_image(
     are kept exactly. ``particles`` > 1 makes completions agree with pixels after the hole.
     Each completion's class, given or inferred, is in ``X-Labels`` and in each JSON image.
     With ``Accept: text/event-stream`` the completions stream row by row (see ``app.streaming``)."""
-    upload = await image_upload(image, settings, serving.size, form.invert)
+    upload = await image_upload(image, settings, serving.size, form.invert, serving.colours)
     region = choose_region(
         await mask_upload(mask, settings, serving.size), box, upload.transparent, serving.size
     )
-    values = to_model_values(upload.gray, serving.levels)
+    values = to_model_values(upload.pixels, serving.levels)
     region_tensor = torch.from_numpy(region.copy())
 
     def finish(result: Completion, fmt: Format = "json") -> Response:

@@ -55,7 +55,7 @@ async def generate(
     base = body.seed if body.seed is not None else random.randrange(SEED_LIMIT - body.n + 1)
     seeds = [base + i for i in range(body.n)]
     labels = check_labels(model, label, body.n, seeds)
-    noise = per_image_noise(seeds, serving.size**2)
+    noise = per_image_noise(seeds, serving.colours * serving.size**2)
     temperatures = torch.full((body.n,), body.temperature, dtype=torch.float64)
     label_list: list[int | None] = [None] * body.n if labels is None else [int(y) for y in labels]
 

@@ -39,14 +39,15 @@ async def likelihood(
 ) -> Response:
     """Score an image: -log2 p of every pixel given the pixels before it (and the label)."""
     chosen = parse_label(label, serving.model.config.label_names)
-    upload = await image_upload(image, settings, serving.size, invert)
-    values = to_model_values(upload.gray, serving.levels).unsqueeze(0)
+    upload = await image_upload(image, settings, serving.size, invert, serving.colours)
+    values = to_model_values(upload.pixels, serving.levels).unsqueeze(0)
     labels = None if chosen is None else torch.tensor([chosen])
     result = await serving.worker.submit(LikelihoodJob(values, labels), request)
-    bits = (-result.log2_probs[0]).double()
+    channel_bits = (-result.log2_probs[0]).double()  # (H, W) grayscale, (3, H, W) colour
+    bits = channel_bits.sum(0) if serving.colours > 1 else channel_bits  # (H, W) per pixel
     bits_per_dim = float(result.bits_per_dim[0])
     if format == "png":
-        png = await render_heatmap(upload.gray, bits.numpy(), bits_per_dim)
+        png = await render_heatmap(upload.pixels, bits.numpy(), bits_per_dim)
         return Response(png, media_type="image/png", headers={"X-Bits-Per-Dim": f"{bits_per_dim:.4f}"})
     posterior = None
     if result.class_posterior is not None:
@@ -54,6 +55,9 @@ async def likelihood(
         posterior = {names[k]: float(p) for k, p in enumerate(result.class_posterior[0])}
     body = LikelihoodResponse(
         bits=[[round(float(b), 5) for b in row] for row in bits],
+        channel_bits=None
+        if serving.colours == 1
+        else [[[round(float(b), 5) for b in row] for row in plane] for plane in channel_bits],
         total_bits=float(result.total_bits[0]),
         bits_per_dim=bits_per_dim,
         label=chosen,

@@ -13,7 +13,7 @@ from fastapi import UploadFile
 
 from app.errors import ClientError
 from app.settings import Settings
-from model.pictures import GrayImage, read_image, read_mask
+from model.pictures import UploadedImage, read_image, read_mask
 
 T = TypeVar("T")
 
@@ -43,11 +43,12 @@ async def decoded(read: Callable[..., T], *args: Any) -> T:
 
 
 async def image_upload(
-    upload: UploadFile | str | None, settings: Settings, size: int, invert: bool
-) -> GrayImage:
+    upload: UploadFile | str | None, settings: Settings, size: int, invert: bool, colours: int
+) -> UploadedImage:
+    """The upload at the model's size: ``colours`` 1 reads it as grayscale, 3 as RGB."""
     data = await read_bytes(upload, "image")
     assert data is not None
-    return await decoded(read_image, data, "image", size, settings.max_image_pixels, invert)
+    return await decoded(read_image, data, "image", size, settings.max_image_pixels, invert, colours)
 
 
 async def mask_upload(upload: UploadFile | str | None, settings: Settings, size: int) -> np.ndarray | None:

@@ -18,7 +18,7 @@ from app.routes.uploads import decoded, read_bytes
 from app.schemas import Format, UpscaleResponse, error_responses
 from app.serving import ServingDep, SettingsDep
 from app.streaming import STREAM_RESPONSE, stream, wants_stream
-from model.pictures import read_small_image
+from model.pictures import image_grid, read_small_image
 
 router = APIRouter(tags=["upscale"])
 
@@ -35,8 +35,8 @@ PNG_OR_UPSCALE_JSON: dict[int | str, dict[str, Any]] = {
 
 
 def _png_base64(values: torch.Tensor, levels: int, size: int | None = None) -> str:
-    """Model values ``(1, h, w)`` as a base64 PNG, enlarged to ``size`` by Pillow's bicubic."""
-    picture = Image.fromarray(to_uint8_images(values, levels)[0].numpy(), mode="L")
+    """Model values ``(C, h, w)`` as a base64 PNG, enlarged to ``size`` by Pillow's bicubic."""
+    picture = image_grid(to_uint8_images(values.unsqueeze(0), levels), 1, padding=0)
     if size is not None:
         picture = picture.resize((size, size), Image.Resampling.BICUBIC)
     return base64.b64encode(png_bytes(picture)).decode()
@@ -85,6 +85,7 @@ async def upscale_image(
         factor,
         settings.max_image_pixels,
         form.invert,
+        serving.colours,
     )
 
     extra = {

@@ -4,7 +4,8 @@
 
 const SIZE = 28;             // model pixels per side until /model gives its image_size
 const CANVAS_SIDE = 280;     // the editor's on-screen side, in CSS pixels
-const state = { size: SIZE, image: null, mask: null, classes: null, drawing: false };
+// image: size*size RGB triples (a grayscale model's are equal); colours: 1 gray, 3 RGB
+const state = { size: SIZE, colours: 1, image: null, mask: null, classes: null, drawing: false };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(id, text, isError = false) {
@@ -22,10 +23,10 @@ async function errorText(response) {
   }
 }
 
-// --- editor: a size x size grayscale image and a boolean mask, drawn scaled up ----------
+// --- editor: a size x size image and a boolean mask, drawn scaled up ----------------------
 function resetEditor(size) {
   state.size = size;
-  state.image = new Uint8ClampedArray(size * size);
+  state.image = new Uint8ClampedArray(size * size * 3);
   state.mask = new Uint8Array(size * size);
   const canvas = $("canvas");
   canvas.width = canvas.height = size * Math.ceil(CANVAS_SIDE / size);  // whole device pixels a cell
@@ -52,8 +53,8 @@ function redraw() {
   const cell = canvas.width / state.size;
   for (let y = 0; y < state.size; y++) {
     for (let x = 0; x < state.size; x++) {
-      const v = state.image[y * state.size + x];
-      ctx.fillStyle = `rgb(${v},${v},${v})`;
+      const k = 3 * (y * state.size + x);
+      ctx.fillStyle = `rgb(${state.image[k]},${state.image[k + 1]},${state.image[k + 2]})`;
       ctx.fillRect(x * cell, y * cell, cell, cell);
       if (state.mask[y * state.size + x]) {
         ctx.fillStyle = "rgba(255, 64, 64, 0.55)";
@@ -77,20 +78,29 @@ function paint(event) {
       if ((x - cx) ** 2 + (y - cy) ** 2 > radius * radius + radius) continue;
       const k = y * state.size + x;
       if (tool === "mask") state.mask[k] = 1;
-      else if (tool === "draw") { state.image[k] = 255; state.mask[k] = 0; }
-      else { state.image[k] = 0; state.mask[k] = 0; }
+      else { state.image.set(tool === "draw" ? penColour() : [0, 0, 0], 3 * k); state.mask[k] = 0; }
     }
   }
   redraw();
 }
 
-function toPngBlob(values) {
-  // values: size*size gray levels -> a PNG blob at model size
+// The pen: white for a grayscale model, the colour picker's colour for a colour model.
+function penColour() {
+  if (state.colours === 1) return [255, 255, 255];
+  const hex = $("pen-colour").value;  // "#rrggbb"
+  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+}
+
+function toPngBlob(values, channels = 3) {
+  // values: size*size gray levels (channels 1) or RGB triples (3) -> a PNG blob at model size
   const c = document.createElement("canvas");
   c.width = c.height = state.size;
   const ctx = c.getContext("2d");
   const data = ctx.createImageData(state.size, state.size);
-  values.forEach((v, k) => { data.data.set([v, v, v, 255], 4 * k); });
+  for (let k = 0; k < state.size * state.size; k++) {
+    const [r, g, b] = channels === 1 ? [values[k], values[k], values[k]] : values.slice(3 * k, 3 * k + 3);
+    data.data.set([r, g, b, 255], 4 * k);
+  }
   ctx.putImageData(data, 0, 0);
   return new Promise((resolve) => c.toBlob(resolve, "image/png"));
 }
@@ -104,7 +114,9 @@ function loadIntoEditor(src) {
     ctx.drawImage(img, 0, 0, state.size, state.size);
     const px = ctx.getImageData(0, 0, state.size, state.size).data;
     for (let k = 0; k < state.size * state.size; k++) {
-      state.image[k] = Math.round(0.299 * px[4 * k] + 0.587 * px[4 * k + 1] + 0.114 * px[4 * k + 2]);
+      const [r, g, b] = [px[4 * k], px[4 * k + 1], px[4 * k + 2]];
+      const gray = Math.round(0.299 * r + 0.587 * g + 0.114 * b);  // what a grayscale model reads
+      state.image.set(state.colours === 1 ? [gray, gray, gray] : [r, g, b], 3 * k);
     }
     state.mask.fill(0);
     redraw();
@@ -157,7 +169,7 @@ async function complete(event) {
   setStatus("cmp-status", "completing…");
   const form = new FormData();
   form.append("image", await toPngBlob(state.image), "image.png");
-  form.append("mask", await toPngBlob(Array.from(state.mask, (m) => (m ? 255 : 0))), "mask.png");
+  form.append("mask", await toPngBlob(Array.from(state.mask, (m) => (m ? 255 : 0)), 1), "mask.png");
   form.append("n", $("cmp-n").value);
   form.append("particles", $("cmp-particles").value);
   form.append("format", "json");
@@ -339,9 +351,12 @@ function applyModel(info) {
   const size = info.image_size ?? info.config.image_size;
   const bpd = info.test_bits_per_dim ? `, ${info.test_bits_per_dim.toFixed(3)} bits/dim on the test set` : "";
   const classes = info.classes && info.classes.length ? `${info.classes.length} classes` : "unconditional";
+  const colours = info.image_channels ?? 1;
   $("model-info").textContent =
-    `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${size}×${size}, ` +
-    `${info.config.levels} levels, ${classes}${bpd}`;
+    `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${size}×${size} ` +
+    `${colours === 3 ? "RGB" : "grayscale"}, ${info.config.levels} levels, ${classes}${bpd}`;
+  state.colours = colours;
+  $("pen-colour-choice").hidden = colours !== 3;
   if (size !== state.size) resetEditor(size);
   for (const id of ["gen-progress", "cmp-progress", "up-progress"]) $(id).max = size;  // it counts rows
   setClasses(info.classes);

@@ -35,7 +35,7 @@ from model.network.pixelcnn import PixelCNN
 
 @torch.no_grad()
 def rule_bits(model: PixelCNN, chunk: torch.Tensor, label: int) -> torch.Tensor:
-    """The rule's totals ``(n,)`` for one of its chunks ``(n, 1, H, W)`` under ``label``.
+    """The rule's totals ``(n,)`` for one of its chunks ``(n, K, H, W)`` under ``label``.
 
     Call on one torch thread (``one_thread``, or a ``side_by_side`` task): that is part of
     the rule.
@@ -44,7 +44,7 @@ def rule_bits(model: PixelCNN, chunk: torch.Tensor, label: int) -> torch.Tensor:
 
 
 def best_labels(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
-    """Per image, the rule's label (fewest bits): ``(N, 1, H, W)`` -> ``(N,)`` int64.
+    """Per image, the rule's label (fewest bits): ``(N, K, H, W)`` -> ``(N,)`` int64.
 
     Uses the caller's torch threads (``torch.get_num_threads()``), one pass on each.
     """

@@ -4,8 +4,12 @@ An image costs about its negative log2-likelihood under the model, plus the cont
 13 header bytes (see ``model.codec.container``), under a byte of range coder flush, and its
 label. Pixels are coded in raster order with ``constriction``'s range coder, each with the
 categorical distribution that the cached incremental model (``model.inference.caches``)
-predicts from the pixels before it. Encoding and decoding run the same loop (``_walk``) on
-the same batch shapes, fed the known pixels when encoding and the decoded ones when decoding.
+predicts from the pixels before it. A colour model (``image_channels`` K = 3) codes each
+pixel's red, green and blue in turn, on the cached model's colour steps: the coded dimensions
+are ``d = t * K + k`` for colour k of pixel t, each predicted from the dimensions before it,
+and bits/dim count ``H * W * K`` of them. Encoding and decoding run the same loop
+(``model.codec.walk``) on the same batch shapes, fed the known pixels when encoding and the
+decoded ones when decoding.
 A conditional model codes each image with the label that costs it the fewest bits, or with a
 classifier's guess of its class (``model.codec.labels``); the labels go into the stream first,
 uniformly coded (log2 of the number of classes, in bits). The decoder reads them, whichever
@@ -32,7 +36,7 @@ probability makes the rest of the stream decode to other pixels, which the CRC-3
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -44,7 +48,7 @@ from model.checkpoint import tensors_digest
 from model.codec.container import BATCH, HASH_BYTES, CodecError, Header, pack, padded, unpack
 from model.codec.labels import best_labels, guessed_labels
 from model.codec.threads import one_thread, side_by_side
-from model.inference.caches import incremental
+from model.codec.walk import dimensions, teacher_forced, to_images, walk
 from model.inference.likelihood import check_images
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
@@ -56,7 +60,6 @@ _PIXEL = constriction.stream.model.Categorical(perfect=False)  # probabilities g
 TRIM_MAX_IMAGES = BATCH  # up to this many images, the encoder keeps what it needs to trim the payload
 MAX_TRIM = 8  # trailing payload bytes the encoder tries to drop
 Coded = list[tuple[Any, np.ndarray | int, np.ndarray]]  # (entropy model, parameters, symbols)
-Step = Callable[[int, torch.Tensor], torch.Tensor]  # (pixel index, logits) -> pixel values
 
 
 def weights_hash(model: PixelCNN) -> bytes:
@@ -75,44 +78,16 @@ def _probabilities(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(log_probs), log_probs
 
 
-@torch.no_grad()
-def _walk(model: PixelCNN, labels: torch.Tensor | None, batch: int, step: Step) -> None:
-    """Run ``batch`` images pixel by pixel in raster order through the cached model.
-
-    ``step(t, logits)`` gets pixel ``t = i * W + j``'s logits ``(B, levels)`` float32 for every
-    image and returns the pixel values ``(B,)`` int64: the known ones when encoding, the
-    decoded ones when decoding.
-    """
-    size = model.config.image_size
-    state = incremental(model, labels, batch)
-    for i in range(size):
-        state.begin_row(i)  # the part of every layer that sees only the rows above
-        for j in range(size):
-            state.write(i, j, step(i * size + j, state.logits(i, j)))  # input for the next pixels
-
-
-def _teacher_forced(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """The decoder's logits for known ``images`` ``(B, 1, H, W)``: ``(H * W, B, levels)`` float32."""
-    columns = images.reshape(len(images), -1).T.long().contiguous()  # (H * W, B)
-    logits = torch.empty(len(columns), len(images), model.config.levels)
-
-    def step(t: int, out: torch.Tensor) -> torch.Tensor:
-        logits[t].copy_(out)
-        return columns[t]
-
-    _walk(model, labels, len(images), step)
-    return logits
-
-
 def _check_model(model: PixelCNN) -> None:
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise CodecError("the codec runs on the CPU: move the model there first")
 
 
 def _check_images(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
-    """Images as CPU uint8 ``(N, 1, H, W)``, or a CodecError."""
+    """Images as CPU uint8 ``(N, K, H, W)`` (K: the model's colours), or a CodecError."""
     if not isinstance(images, torch.Tensor) or images.is_floating_point() or images.is_complex():
-        raise CodecError("images must be an integer tensor (N, 1, H, W) of model values")
+        k = model.config.image_channels
+        raise CodecError(f"images must be an integer tensor (N, {k}, H, W) of model values")
     try:
         check_images(model, images)
     except ValueError as exc:
@@ -147,6 +122,10 @@ def _check_labels(
     return out.contiguous()
 
 
+def _colours(channels: int) -> str:
+    return "grayscale" if channels == 1 else f"colour ({channels}-channel RGB)"
+
+
 def _label_bytes(labels: torch.Tensor | None) -> bytes:
     return b"" if labels is None else labels.numpy().astype("<u4").tobytes()
 
@@ -158,20 +137,22 @@ def compress_with_stats(
     *,
     classifier: Classifier | None = None,
 ) -> tuple[bytes, float]:
-    """Compress images ``(N, 1, H, W)`` of model values in ``[0, levels)``.
+    """Compress images ``(N, K, H, W)`` of model values in ``[0, levels)`` (K: the model's
+    ``image_channels``, 1 for grayscale, 3 for RGB).
 
     ``labels`` (one, or ``(N,)``) are for a conditional model; without them each image gets
     ``classifier``'s guess of its class when one is given (fast), else the label that costs it
     the fewest bits (a forward pass per class: most of the work). Returns the container and the
     ideal total cost in bits, ``-sum log2 p(x | label)`` under the coded probabilities (without
-    the labels and the container), so ``8 * len(data) - bits`` is the overhead. The labels' forward passes
-    and the pixel loops of the batches of ``BATCH`` images run side by side on the caller's
-    torch threads (``torch.get_num_threads()``), each on one.
+    the labels and the container), so ``8 * len(data) - bits`` is the overhead; per dimension,
+    divide by ``N * H * W * K``. The labels' forward passes and the pixel loops of the batches
+    of ``BATCH`` images run side by side on the caller's torch threads
+    (``torch.get_num_threads()``), each on one.
     """
     _check_model(model)
     images = _check_images(model, images)
     cfg, n = model.config, len(images)
-    header = Header(weights_hash(model), cfg.image_size, cfg.levels, n)
+    header = Header(weights_hash(model), cfg.image_size, cfg.levels, n, cfg.image_channels)
     header.pack()  # refuses what the format cannot hold before the work starts
     chosen = _check_labels(model, images, labels, classifier)
     encoder = constriction.stream.queue.RangeEncoder()
@@ -185,16 +166,17 @@ def compress_with_stats(
     bits = 0.0
     chunks = images.split(BATCH) if n else ()  # (splitting no images gives one empty chunk)
     workers = torch.get_num_threads()
+    width = cfg.image_size * cfg.image_channels  # the coded dimensions of an image row
     walks = [  # independent: the chunks' logits are computed side by side, coded in order
-        partial(_teacher_forced, model, x, None if chosen is None else chosen[k * BATCH : (k + 1) * BATCH])
+        partial(teacher_forced, model, x, None if chosen is None else chosen[k * BATCH : (k + 1) * BATCH])
         for k, x in enumerate(chunks)
     ]
     with one_thread():
         for x, logits in zip(chunks, side_by_side(walks, workers), strict=True):
-            symbols = x.reshape(len(x), -1).T.numpy().astype(np.int32)  # (H * W, B)
-            for row in range(0, len(symbols), cfg.image_size):  # an image row of pixels at a time
-                values = symbols[row : row + cfg.image_size].reshape(-1)
-                probs, log_probs = _probabilities(logits[row : row + cfg.image_size].flatten(0, 1))
+            symbols = dimensions(x).T.numpy().astype(np.int32)  # (H * W * K, B)
+            for row in range(0, len(symbols), width):  # an image row of pixels at a time
+                values = symbols[row : row + width].reshape(-1)
+                probs, log_probs = _probabilities(logits[row : row + width].flatten(0, 1))
                 encoder.encode(values, _PIXEL, probs)
                 if coded is not None:
                     coded.append((_PIXEL, probs, values))
@@ -245,10 +227,10 @@ def compress(
 
 
 def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
-    """The images ``(N, 1, H, W)`` uint8 that ``compress(model, ...)`` made ``data`` from.
+    """The images ``(N, K, H, W)`` uint8 that ``compress(model, ...)`` made ``data`` from.
 
     Raises ``CodecError`` for data that is truncated, corrupted, not ours, or made with
-    other weights.
+    other weights (or for a model of other colours: grayscale data needs a grayscale model).
     """
     _check_model(model)
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -259,6 +241,11 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
         raise CodecError(
             f"the data holds {header.size}x{header.size} images with {header.levels} levels; "
             f"this model codes {cfg.image_size}x{cfg.image_size} with {cfg.levels}"
+        )
+    if header.channels != cfg.image_channels:
+        raise CodecError(
+            f"the data holds {_colours(header.channels)} images; this model codes "
+            f"{_colours(cfg.image_channels)} ones: decompress with the model that compressed it"
         )
     if header.weights != weights_hash(model):
         raise CodecError(
@@ -279,17 +266,18 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
         if cfg.num_classes > 1 and n:
             uniform = constriction.stream.model.Uniform(cfg.num_classes)
             labels = torch.from_numpy(read(uniform, n).astype(np.int64))
-    pixels = np.zeros((n, cfg.image_size**2), dtype=np.uint8)
+    pixels = np.zeros((n, cfg.image_size**2 * cfg.image_channels), dtype=np.uint8)  # coding order
     with one_thread():
         for start in range(0, n, BATCH):
             b = min(BATCH, n - start)
 
-            def step(t: int, logits: torch.Tensor, start: int = start) -> torch.Tensor:
-                values = read(_PIXEL, _probabilities(logits)[0])  # pixel t of every image
-                pixels[start : start + len(values), t] = values
+            def step(d: int, logits: torch.Tensor, start: int = start) -> torch.Tensor:
+                values = read(_PIXEL, _probabilities(logits)[0])  # dimension d of every image
+                pixels[start : start + len(values), d] = values
                 return torch.from_numpy(values.astype(np.int64))
 
-            _walk(model, None if labels is None else labels[start : start + b], b, step)
-    if header.checksum(payload, _label_bytes(labels), pixels.tobytes()) != checksum:
+            walk(model, None if labels is None else labels[start : start + b], b, step)
+    images = to_images(pixels, cfg.image_size, cfg.image_channels)  # (N, K, H, W), as the encoder's
+    if header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
         raise CodecError("corrupted or truncated data: the images' checksum does not match")
-    return torch.from_numpy(pixels).view(n, 1, cfg.image_size, cfg.image_size)
+    return images

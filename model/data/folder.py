@@ -7,8 +7,8 @@
   above (the test split's classes must be among the training split's).
 
 Every file is read by ``model.pictures`` (every format and mode the service accepts) and
-becomes grayscale. Hidden files (".name") are ignored; any other file that is not a readable
-image stops the load with its name, unless ``skip_bad_files``.
+becomes grayscale, or RGB for a colour data set. Hidden files (".name") are ignored; any other
+file that is not a readable image stops the load with its name, unless ``skip_bad_files``.
 """
 
 from __future__ import annotations
@@ -122,17 +122,20 @@ def scan_folder(
     return train, test, names
 
 
-def decode_folder(scan: FolderScan, root: Path, size: int, skip_bad: bool, progress: bool) -> Split:
-    """Decode every scanned file to ``(N, 1, size, size)`` uint8 (centre-cropped, resized)."""
+def decode_folder(
+    scan: FolderScan, root: Path, size: int, colours: int, skip_bad: bool, progress: bool
+) -> Split:
+    """Decode every scanned file to ``(N, colours, size, size)`` uint8 (centre-cropped,
+    resized; ``colours`` 1 is grayscale, 3 is RGB)."""
     images, labels = [], []
     for path, index in tqdm(scan.files, desc=f"reading {root.name}", disable=not progress, unit="img"):
         try:
             images.append(
-                read_training_image(path.read_bytes(), _shown(path, root), size, MAX_TRAINING_PIXELS)
+                read_training_image(path.read_bytes(), _shown(path, root), size, MAX_TRAINING_PIXELS, colours)
             )
         except (ImageError, OSError) as exc:
             _leave_out(path, root, exc, skip_bad, scan)
             continue
         labels.append(index)
-    stacked = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
-    return Split(torch.from_numpy(stacked).unsqueeze(1), torch.tensor(labels, dtype=torch.int64))
+    stacked = np.stack(images) if images else np.zeros((0, colours, size, size), np.uint8)
+    return Split(torch.from_numpy(stacked), torch.tensor(labels, dtype=torch.int64))

@@ -1,8 +1,9 @@
 """A NumPy ``.npz`` file as a data set (also the run directory's cache of any data set).
 
-Arrays: ``images`` ``(N, H, W)`` uint8; optional ``labels`` ``(N,)`` integers in
-``[0, len(class_names))`` and ``class_names`` ``(K,)`` strings; optional ``test_images`` and
-``test_labels`` for a test split. Read with ``allow_pickle=False``: nothing is unpickled.
+Arrays: ``images`` ``(N, H, W)`` uint8 (grayscale) or ``(N, H, W, 3)`` (RGB); optional
+``labels`` ``(N,)`` integers in ``[0, len(class_names))`` and ``class_names`` ``(K,)``
+strings; optional ``test_images`` and ``test_labels`` for a test split. Read with
+``allow_pickle=False``: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ def _images(data: dict[str, np.ndarray], key: str, where: str) -> torch.Tensor:
     images = data[key]
     if images.dtype != np.uint8:
         raise DatasetError(f"{where}: '{key}' has dtype {images.dtype}; uint8 (0..255) is accepted")
-    if images.ndim != 3 or 0 in images.shape:
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] != 3) or 0 in images.shape:
         raise DatasetError(
-            f"{where}: '{key}' has shape {images.shape}; (N, H, W) grayscale images are accepted"
+            f"{where}: '{key}' has shape {images.shape}; (N, H, W) grayscale or (N, H, W, 3) RGB "
+            "images are accepted"
         )
-    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    if images.ndim == 3:
+        return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (N, 3, H, W)
 
 
 def _labels(data: dict[str, np.ndarray], key: str, count: int, where: str) -> torch.Tensor:
@@ -70,8 +74,8 @@ def read_npz(path: Path) -> tuple[Split, Split | None, tuple[str, ...] | None, d
         test_images = _images(data, "test_images", where)
         if test_images.shape[1:] != pool_images.shape[1:]:
             raise DatasetError(
-                f"{where}: 'test_images' are {tuple(test_images.shape[2:])} but 'images' are "
-                f"{tuple(pool_images.shape[2:])}; both splits must share one size"
+                f"{where}: 'test_images' are {_shape(test_images)} but 'images' are "
+                f"{_shape(pool_images)}; both splits must share one size and colour"
             )
         if ("labels" in data) != ("test_labels" in data):
             raise DatasetError(f"{where}: give 'labels' and 'test_labels' together, or neither")
@@ -101,16 +105,26 @@ def read_npz(path: Path) -> tuple[Split, Split | None, tuple[str, ...] | None, d
     return Split(pool_images, pool_labels), test, names, texts
 
 
+def _shape(images: torch.Tensor) -> str:
+    """``(N, C, H, W)`` -> "HxW grayscale" or "HxW RGB"."""
+    return f"{images.shape[2]}x{images.shape[3]} {'RGB' if images.shape[1] == 3 else 'grayscale'}"
+
+
+def _as_stored(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` -> ``(N, H, W)`` for grayscale, ``(N, H, W, 3)`` for RGB."""
+    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).numpy()
+
+
 def write_npz(
     path: Path, pool: Split, test: Split | None, names: tuple[str, ...] | None, name: str, skipped: list[str]
 ) -> None:
-    """Write a data set in the layout ``read_npz`` reads (images squeezed to ``(N, H, W)``)."""
-    arrays: dict[str, np.ndarray] = {"images": pool.images[:, 0].numpy(), "name": np.array(name)}
+    """Write a data set in the layout ``read_npz`` reads (images ``(N, H, W)`` or ``(N, H, W, 3)``)."""
+    arrays: dict[str, np.ndarray] = {"images": _as_stored(pool.images), "name": np.array(name)}
     if names is not None:
         arrays["labels"] = pool.labels.numpy()
         arrays["class_names"] = np.array(names, dtype=str)
     if test is not None:
-        arrays["test_images"] = test.images[:, 0].numpy()
+        arrays["test_images"] = _as_stored(test.images)
         if names is not None:
             arrays["test_labels"] = test.labels.numpy()
     arrays["skipped"] = np.array(skipped, dtype=str)

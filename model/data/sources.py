@@ -38,8 +38,9 @@ from model.data.npz import read_npz, write_npz
 CACHE_FILE = "data.npz"
 ACCEPTED = (
     "--data takes a folder of images (one subfolder per class, or none), an .npz file "
-    "(images (N, H, W) uint8) or a folder of MNIST-format IDX files"
+    "(images (N, H, W) or (N, H, W, 3) uint8) or a folder of MNIST-format IDX files"
 )
+COLOUR_NAMES = {1: "grayscale", 3: "RGB"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Dataset:
     split if the source has one, and the class names (None: no classes)."""
 
     name: str  # a short name for the model card (a folder's or file's name, never a path)
-    pool: Split  # (N, C, S, S) uint8 images and (N,) labels
+    pool: Split  # (N, C, S, S) uint8 images (C = 1 grayscale, 3 RGB) and (N,) labels
     test: Split | None
     class_names: tuple[str, ...] | None
     skipped: tuple[str, ...] = ()  # "file: reason" of the files --skip-bad-files left out
@@ -90,7 +91,7 @@ class Dataset:
         classes = f"{len(self.class_names)} classes" if self.class_names else "no classes"
         test = f"; a test split of {len(self.test):,}" if self.test is not None else "; no test split"
         return (
-            f"{self.name}: {self.image_size}x{self.image_size} grayscale, {classes}; "
+            f"{self.name}: {self.image_size}x{self.image_size} {COLOUR_NAMES[self.channels]}, {classes}; "
             f"{len(self.pool) - held:,} training images, {held:,} held out for validation{test}"
         )
 
@@ -158,9 +159,28 @@ def _check_labels(dataset: Dataset) -> Dataset:
     return dataset
 
 
+def _check_colours(name: str, pool: Split, colours: int) -> None:
+    """Arrays read as they are stored: their colour must be the one asked for."""
+    if colours not in COLOUR_NAMES:
+        raise DatasetError(f"image channels must be 1 (grayscale) or 3 (RGB), got {colours}")
+    stored = int(pool.images.shape[1])
+    if stored != colours:
+        hint = "train with --image-channels 3" if stored == 3 else "--image-channels 3 needs RGB images"
+        raise DatasetError(
+            f"{name}: holds {COLOUR_NAMES[stored]} images, not {COLOUR_NAMES[colours]}; {hint} "
+            "(a folder of images is read in either)"
+        )
+
+
 def _from_arrays(
-    name: str, pool: Split, test: Split | None, names: tuple[str, ...] | None, size: int | None
+    name: str,
+    pool: Split,
+    test: Split | None,
+    names: tuple[str, ...] | None,
+    size: int | None,
+    colours: int,
 ) -> Dataset:
+    _check_colours(name, pool, colours)
     chosen = _choose_size({(int(pool.images.shape[-1]), int(pool.images.shape[-2]))}, size, name)
     pool = Split(resize_images(pool.images, chosen), pool.labels)
     if test is not None:
@@ -175,12 +195,14 @@ def open_source(
     data_dir: str | Path | None = None,
     skip_bad_files: bool = False,
     progress: bool = False,
+    colours: int = 1,
 ) -> Dataset:
     """Read and check a data source: None is Fashion-MNIST (from ``data_dir`` or Debian's
-    package); a path is an ``.npz`` file, a folder of IDX files or a folder of images."""
+    package); a path is an ``.npz`` file, a folder of IDX files or a folder of images.
+    ``colours``: 1 reads grayscale, 3 RGB (a folder is read in either; arrays must be stored so)."""
     if source is None:
         train, test = read_fashion_mnist("train", data_dir), read_fashion_mnist("test", data_dir)
-        return _from_arrays(FASHION_NAME, train, test, FASHION_CLASSES, image_size)
+        return _from_arrays(FASHION_NAME, train, test, FASHION_CLASSES, image_size, colours)
     path = Path(source)
     name = path.name or str(path)
     if not path.exists():
@@ -189,12 +211,12 @@ def open_source(
         if path.suffix.lower() != ".npz":
             raise DatasetError(f"{source}: a file, but not an .npz file; {ACCEPTED}")
         arrays, test_arrays, array_names, _ = read_npz(path)
-        return _from_arrays(path.stem, arrays, test_arrays, array_names, image_size)
+        return _from_arrays(path.stem, arrays, test_arrays, array_names, image_size, colours)
     if looks_like_idx_folder(path):
         arrays, test_arrays, array_names = read_idx_folder(path)
         if array_names is None:
             array_names = default_class_names(int(arrays.labels.max()) + 1 if len(arrays) else 0)
-        return _from_arrays(name, arrays, test_arrays, array_names, image_size)
+        return _from_arrays(name, arrays, test_arrays, array_names, image_size, colours)
     train_scan, test_scan, names = scan_folder(path, skip_bad_files, read_sizes=image_size is None)
     if not train_scan.files:
         raise DatasetError(
@@ -203,8 +225,12 @@ def open_source(
         )
     sizes = train_scan.sizes | (test_scan.sizes if test_scan else set())
     size = _choose_size(sizes, image_size, name)  # the headers' sizes matter only without image_size
-    pool = decode_folder(train_scan, path, size, skip_bad_files, progress)
-    test_split = decode_folder(test_scan, path, size, skip_bad_files, progress) if test_scan else None
+    if colours not in COLOUR_NAMES:
+        raise DatasetError(f"image channels must be 1 (grayscale) or 3 (RGB), got {colours}")
+    pool = decode_folder(train_scan, path, size, colours, skip_bad_files, progress)
+    test_split = (
+        decode_folder(test_scan, path, size, colours, skip_bad_files, progress) if test_scan else None
+    )
     skipped = tuple(train_scan.skipped + (test_scan.skipped if test_scan else []))
     return _check_labels(Dataset(name, pool, test_split, names, skipped))
 

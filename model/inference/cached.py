@@ -2,7 +2,8 @@
 
 ``cached_sample`` draws whole images one pixel at a time, each step costing the network at one
 position (see ``model.inference.caches``); ``cached_logits`` feeds known images through the
-same steps, so tests can check the cache against the forward pass pixel by pixel.
+same steps, so tests can check the cache against the forward pass pixel by pixel. A colour
+model (K = ``image_channels`` = 3) takes K such steps per pixel: red, then green, then blue.
 
 A caller can watch the sampler draw: ``on_row(rows_done, images)`` runs after every row with
 the images so far (rows below ``rows_done`` are zeros), and may answer with the batch rows to
@@ -17,11 +18,12 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from model.inference.caches import IncrementalModel, incremental
+from model.inference.caches import incremental
+from model.inference.incremental import IncrementalModel
 from model.inference.sampling import draw
 from model.network.pixelcnn import PixelCNN
 
-# (rows done, images so far (B, 1, H, W) uint8) -> the batch rows to keep, or None for all.
+# (rows done, images so far (B, K, H, W) uint8) -> the batch rows to keep, or None for all.
 RowCallback = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
@@ -50,28 +52,33 @@ def cached_sample(
     progress: bool = False,
     on_row: RowCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fast sampler: ``noise`` ``(B, H*W)`` uniforms -> images ``(B, 1, H, W)`` uint8 and bits.
+    """Fast sampler: ``noise`` ``(B, H*W*K)`` uniforms -> images ``(B, K, H, W)`` uint8 and bits,
+    K = ``image_channels`` (1 for grayscale).
 
-    Same images as the naive sampler for the same noise. ``temperature`` is one float or one
-    per image ``(B,)``. ``bits`` ``(B,)`` is each image's negative log2-likelihood under the
-    model itself (temperature 1), float64. ``on_row`` (see the module's docstring) may drop
+    Same images as the naive sampler for the same noise: colour k of pixel t (raster order)
+    uses ``noise[:, t * K + k]``. ``temperature`` is one float or one per image ``(B,)``.
+    ``bits`` ``(B,)`` is each image's negative log2-likelihood (all pixels and colours) under
+    the model itself (temperature 1), float64. ``on_row`` (see the module's docstring) may drop
     images; then only the kept ones come back, in their order, each exactly as it would have
     been without the others (its noise and label travel with it).
     """
-    size = model.config.image_size
+    size, colours = model.config.image_size, model.config.image_channels
     batch = noise.shape[0]
+    if noise.dim() != 2 or noise.shape[1] != size * size * colours:
+        raise ValueError(f"noise must have shape (B, {size * size * colours}), got {tuple(noise.shape)}")
     state = incremental(model, labels, batch)
-    out = torch.zeros(batch, 1, size, size, dtype=torch.uint8)
+    out = torch.zeros(batch, colours, size, size, dtype=torch.uint8)
     nats = torch.zeros(batch, dtype=torch.float64)
     rows = torch.arange(batch)
     for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
         state.begin_row(i)  # the part of every layer that sees only the rows above
         for j in range(size):
-            logits = state.logits(i, j)  # the network at pixel (i, j) alone
-            values = draw(logits, noise[:, i * size + j], temperature)
-            nats -= torch.log_softmax(logits.double(), dim=1)[rows, values]
-            state.write(i, j, values)  # the new pixel becomes input for the next ones
-            out[:, 0, i, j] = values.to(torch.uint8)
+            for k in range(colours):
+                logits = state.logits(i, j, k)  # the network at pixel (i, j) alone, colour k
+                values = draw(logits, noise[:, (i * size + j) * colours + k], temperature)
+                nats -= torch.log_softmax(logits.double(), dim=1)[rows, values]
+                state.write(i, j, values, k)  # input for the next colours and pixels
+                out[:, k, i, j] = values.to(torch.uint8)
         keep = None if on_row is None else on_row(i + 1, out)
         if keep is not None and i + 1 < size:  # the dropped images cost nothing from here on
             state = keep_rows(state, labels, keep)
@@ -87,18 +94,20 @@ def cached_sample(
 
 @torch.no_grad()
 def cached_logits(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """Teacher-forced logits from the cache: images ``(B, 1, H, W)`` -> ``(B, levels, H, W)``.
+    """Teacher-forced logits from the cache: images ``(B, 1, H, W)`` -> ``(B, levels, H, W)``;
+    for colour, images ``(B, K, H, W)`` -> ``(B, levels, K, H, W)`` (the forward pass's shapes).
 
     Equal (to float rounding) to ``model(images, labels)``; exists so tests can check the
     cached path pixel by pixel, and so the codec can share the sampler's step.
     """
-    size = model.config.image_size
+    size, colours = model.config.image_size, model.config.image_channels
     batch = images.shape[0]
     state = incremental(model, labels, batch)
-    out = torch.zeros(batch, model.config.levels, size, size)
+    out = torch.zeros(batch, model.config.levels, colours, size, size)
     for i in range(size):
         state.begin_row(i)
         for j in range(size):
-            out[:, :, i, j] = state.logits(i, j)
-            state.write(i, j, images[:, 0, i, j].long())
-    return out
+            for k in range(colours):
+                out[:, :, k, i, j] = state.logits(i, j, k)
+                state.write(i, j, images[:, k, i, j].long(), k)
+    return out if colours > 1 else out[:, :, 0]

@@ -14,6 +14,15 @@ forward pass, spread over ``H * W`` small steps.
 - ``pixelcnn``: every layer runs at one position per step, reading a window of the cache of
   the layer below (masked weights make the rows and columns it may not see zero).
 
+Colour models (``image_channels`` K = 3) take K steps per pixel, one per colour, red first.
+Only the current pixel's own taps (the centre taps, masked by colour group, see
+``model.network.channels``) read its colours, so a colour step recomputes just the current
+position of every layer, with the colours written so far; the vertical stacks and every other
+cached position stay as they are. At colour step k the features of groups 0 .. k are exact
+(group g reads colours before g), so after the last colour step the current position holds
+exactly what the forward pass computes there, and later pixels read it as they would in
+grayscale. Colour k's logits read only feature group k.
+
 Caches are channels-last, so a window ``[:, j : j + k, :]`` flattens into a vector without
 copying; the conv weights are permuted once to match. All caches are float32 ``(B, ...)``.
 ``model.inference.cached`` runs them: the fast sampler and teacher-forced logits.
@@ -25,81 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.attention_cache import AttentionCache
+from model.inference.incremental import IncrementalModel, applied_weight, pointwise_weight, window_weight
 from model.network.attention import CausalSelfAttention
 from model.network.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 from model.network.pixelcnn import PixelCNN
-
-
-def _window_weight(weight: torch.Tensor, rows: int | None = None) -> torch.Tensor:
-    """Conv weight ``(out, C, kh, kw)`` -> ``(out, kh * kw * C)`` for channels-last windows."""
-    if rows is not None:
-        weight = weight[:, :, :rows]
-    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1).contiguous()
-
-
-def _pointwise(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return conv.weight[:, :, 0, 0], conv.bias
-
-
-class IncrementalModel:
-    """Interface of both caches: ``begin_row(i)``, ``logits(i, j)``, ``write(i, j, values)``."""
-
-    def __init__(self, model: PixelCNN, labels: torch.Tensor | None, batch: int):
-        self.model = model
-        self.batch = batch
-        self.size = model.config.image_size
-        self.levels = model.config.levels
-        self.conds = [None if c is None else c.float() for c in model.label_biases(labels, batch)]
-        # Every step runs a few hundred small ops, so their count is the cost at small batches:
-        # whatever does not change from pixel to pixel is looked up or sliced once, here.
-        values = torch.arange(self.levels).view(-1, 1, 1, 1)
-        self.input_table = model.encode_input(values).view(self.levels, 2)  # (levels, 2)
-        self.head_hidden = _pointwise(model.head.hidden)
-        self.head_logits = _pointwise(model.head.logits)
-
-    def encode(self, values: torch.Tensor) -> torch.Tensor:
-        """Model values ``(B,)`` -> the two input channels ``(B, 2)`` the first layer sees."""
-        return self.input_table[values]  # = model.encode_input, looked up
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` features at one pixel -> ``(B, levels)`` logits."""
-        (w1, b1), (w2, b2) = self.head_hidden, self.head_logits
-        return F.linear(F.relu(F.linear(F.relu(features), w1, b1)), w2, b2)
-
-    def begin_row(self, i: int) -> None:
-        raise NotImplementedError
-
-    def logits(self, i: int, j: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def write(self, i: int, j: int, values: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    # Names of the per-image state (tensors, or lists of tensors, with the batch first).
-    STATE: tuple[str, ...] = ("conds",)
-
-    def select(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (a ``(B,)`` long tensor): used to resample particles.
-
-        In place, so that the views a cache keeps into its state stay valid. Only the rows
-        that change are copied: resampling keeps most particles where they are, and the
-        state of a large model is hundreds of MB at a few dozen particles.
-        """
-        moved = (index != torch.arange(index.shape[0])).nonzero().flatten()
-        if moved.numel() == 0:
-            return
-        sources = index[moved]
-        for name in self.STATE:
-            value = getattr(self, name)
-            for tensor in value if isinstance(value, list) else [value]:
-                if tensor is not None:
-                    live = self.live_part(name, tensor)
-                    live[moved] = live[sources]  # the right side is gathered first
-
-    def live_part(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        """The part of state ``tensor`` that later steps still read (a view): what ``select``
-        must copy. All of it, unless a cache knows better."""
-        return tensor
 
 
 class GatedCache(IncrementalModel):
@@ -114,12 +52,22 @@ class GatedCache(IncrementalModel):
         assert isinstance(stem, GatedStem)
         self.k = stem.k
         k = self.k
-        # Padded input, channels-last: k rows on top, k columns each side (as GatedStem pads).
-        self.inp = torch.zeros(n, s + k, s + 2 * k, 2)
+        # Padded input, channels-last: k rows on top, k columns each side (as GatedStem pads);
+        # K + 1 channels: each colour's intensity and the constant one.
+        self.inp = torch.zeros(n, s + k, s + 2 * k, self.colours + 1)
         self.stem_v = stem.vertical
-        self.stem_h_w = _window_weight(stem.horizontal.weight)
-        self.stem_h_b = stem.horizontal.bias
-        self.stem_v2h = _pointwise(stem.vertical_to_horizontal)
+        stem_w, stem_b = stem.horizontal.weight, stem.horizontal.bias
+        if stem.current_pixel is not None:
+            # Colour: the current pixel's earlier colours reach the horizontal stream through a
+            # type A 1x1 conv; as one more column of the horizontal window, both are one matmul.
+            current = stem.current_pixel
+            assert stem_b is not None and current.bias is not None  # both convs have biases
+            stem_w = torch.cat([stem_w, applied_weight(current)], dim=3)
+            stem_b = stem_b + current.bias
+        self.stem_columns = stem_w.shape[3]  # k columns before the pixel, and the pixel in colour
+        self.stem_h_w = window_weight(stem_w)
+        self.stem_h_b = stem_b
+        self.stem_v2h = pointwise_weight(stem.vertical_to_horizontal)
         self.layers = [layer for layer in model.blocks if isinstance(layer, GatedLayer)]
         first = self.layers[0]
         self.kh, self.kw, self.col_pad = first.kh, first.kw, first.col_pad
@@ -128,14 +76,14 @@ class GatedCache(IncrementalModel):
         # Horizontal inputs of every layer (and the last output) for the current row only,
         # flat: position p is columns [p * C, (p + 1) * C), so a window is one slice.
         self.h_row = [torch.zeros(n, (s + self.kw - 1) * c) for _ in range(len(self.layers) + 1)]
-        self.h_wt = [_window_weight(layer.horizontal.weight).t() for layer in self.layers]
+        self.h_wt = [window_weight(applied_weight(layer.horizontal)).t() for layer in self.layers]
         # residual_and_skip is split: the residual half runs per layer (fused with the add),
         # the skip halves of all layers run as one batched matmul at the end of the pixel.
         # Gate outputs carry a constant 1 in an extra last column and the weights a bias row,
         # so neither needs a separate bias add.
         res_w, skip_w = [], []
         for layer in self.layers:
-            w, b = _pointwise(layer.residual_and_skip)
+            w, b = pointwise_weight(layer.residual_and_skip)
             full = torch.cat([w.t(), (torch.zeros(2 * c) if b is None else b).unsqueeze(0)])  # (C+1, 2C)
             res_w.append(full[:, :c].contiguous())
             skip_w.append(full[:, c:])
@@ -164,7 +112,13 @@ class GatedCache(IncrementalModel):
             for index, block in model.attention.items()
             if isinstance(block, CausalSelfAttention)
         }
-        self.attention_state = [t for cache in self.attention.values() for t in (cache.keys, cache.values)]
+        self.attention_state = [t for cache in self.attention.values() for t in cache.state()]
+        # Colour attention: the encoded pixel before each position (zeros before the first), as
+        # views of ``inp``; a grayscale block looks the previous value up in a table instead.
+        self.previous_at: list[torch.Tensor] = []
+        if self.colours > 1 and self.attention:
+            inp_at = [self.inp[:, row + k, column + k] for row in range(s) for column in range(s)]
+            self.previous_at = [torch.zeros(n, self.colours + 1), *inp_at[:-1]]
         self.previous = torch.full((n,), self.levels, dtype=torch.long)
         self.row = -1  # the row begun last
 
@@ -202,10 +156,11 @@ class GatedCache(IncrementalModel):
         for row in self.h_row:
             row.zero_()
 
-    def logits(self, i: int, j: int) -> torch.Tensor:
+    def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
         k = self.k
-        # Stem horizontal: padded columns j .. j+k-1 are image columns j-k .. j-1 of row i.
-        window = self.inp[:, i + k, j : j + k].reshape(self.batch, -1)
+        # Stem horizontal: padded columns j .. j+k-1 are image columns j-k .. j-1 of row i
+        # (and, for colour, column j+k the pixel itself, behind the type A mask).
+        window = self.inp[:, i + k, j : j + self.stem_columns].reshape(self.batch, -1)
         h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_at[j]
         self.position_at[0][j].copy_(h)
         for idx in range(len(self.layers)):
@@ -217,12 +172,21 @@ class GatedCache(IncrementalModel):
             position = self.position_at[idx][j]
             torch.addmm(position, self.gated_rows[idx], self.res_w[idx], out=self.position_at[idx + 1][j])
             if idx in self.attention:  # in place, before the next layer reads this position
-                self.attention[idx].step(i * self.size + j, self.position_at[idx + 1][j], self.previous)
-        return self.head(torch.bmm(self.gated, self.skip_w).sum(0))
+                if self.colours == 1:
+                    self.attention[idx].step(i * self.size + j, self.position_at[idx + 1][j], self.previous)
+                else:
+                    t = i * self.size + j
+                    self.attention[idx].colour_step(
+                        t, self.position_at[idx + 1][j], self.previous_at[t], colour
+                    )
+        return self.head(torch.bmm(self.gated, self.skip_w).sum(0), colour)
 
-    def write(self, i: int, j: int, values: torch.Tensor) -> None:
-        self.inp[:, i + self.k, j + self.k] = self.encode(values)
-        self.previous.copy_(values)
+    def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
+        if self.colours == 1:
+            self.inp[:, i + self.k, j + self.k] = self.encode(values)
+            self.previous.copy_(values)
+            return
+        self.encode_colour(self.inp[:, i + self.k, j + self.k], values, colour)
 
 
 class PixelCNNCache(IncrementalModel):
@@ -234,25 +198,26 @@ class PixelCNNCache(IncrementalModel):
         stem = model.stem
         assert isinstance(stem, MaskedConv2d)
         self.p = stem.pad
-        self.inp = torch.zeros(n, s + self.p, s + 2 * self.p, 2)
-        self.stem_w = _window_weight(stem.masked_weight(), rows=self.p + 1)
+        self.inp = torch.zeros(n, s + self.p, s + 2 * self.p, self.colours + 1)
+        self.stem_w = window_weight(stem.masked_weight(), rows=self.p + 1)
         self.stem_b = stem.bias
         self.blocks = [block for block in model.blocks if isinstance(block, ResidualBlock)]
         self.q = self.blocks[0].masked.pad
         half = model.config.channels // 2
         # Per block, the masked conv's input (after reduce and ReLU), padded like the conv.
         self.mid = [torch.zeros(n, s + self.q, s + 2 * self.q, half) for _ in self.blocks]
-        self.masked_w = [_window_weight(b.masked.masked_weight(), rows=self.q + 1) for b in self.blocks]
-        self.reduce = [_pointwise(b.reduce) for b in self.blocks]
-        self.expand = [_pointwise(b.expand) for b in self.blocks]
+        self.masked_w = [window_weight(b.masked.masked_weight(), rows=self.q + 1) for b in self.blocks]
+        self.reduce = [pointwise_weight(b.reduce) for b in self.blocks]
+        self.expand = [pointwise_weight(b.expand) for b in self.blocks]
 
     def begin_row(self, i: int) -> None:
         pass  # every layer works one pixel at a time
 
-    def logits(self, i: int, j: int) -> torch.Tensor:
+    def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
         p, q = self.p, self.q
         # Stem (type A): padded rows i .. i+p, columns j .. j+2p = image rows i-p .. i,
-        # columns j-p .. j+p; the mask zeroes (i, j) and everything after it.
+        # columns j-p .. j+p; the mask zeroes (i, j) (for colour: all but the colours before
+        # each group) and everything after it.
         window = self.inp[:, i : i + p + 1, j : j + 2 * p + 1].reshape(self.batch, -1)
         x = F.linear(window, self.stem_w, self.stem_b)
         for idx, block in enumerate(self.blocks):
@@ -264,10 +229,13 @@ class PixelCNNCache(IncrementalModel):
             h = F.relu(F.linear(window, self.masked_w[idx], block.masked.bias))
             w, b = self.expand[idx]
             x = x + F.linear(h, w, b)
-        return self.head(x)
+        return self.head(x, colour)
 
-    def write(self, i: int, j: int, values: torch.Tensor) -> None:
-        self.inp[:, i + self.p, j + self.p] = self.encode(values)
+    def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
+        if self.colours == 1:
+            self.inp[:, i + self.p, j + self.p] = self.encode(values)
+        else:
+            self.encode_colour(self.inp[:, i + self.p, j + self.p], values, colour)
 
 
 def incremental(model: PixelCNN, labels: torch.Tensor | None, batch: int) -> IncrementalModel:

@@ -25,11 +25,11 @@ from model.network.pixelcnn import PixelCNN
 def _check_inputs(
     model: PixelCNN, image: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    size, levels = model.config.image_size, model.config.levels
+    size, levels, colours = model.config.image_size, model.config.levels, model.config.image_channels
     if image.dim() == 2:
         image = image.unsqueeze(0)
-    if tuple(image.shape) != (1, size, size):
-        raise ValueError(f"image must have shape (1, {size}, {size}), got {tuple(image.shape)}")
+    if tuple(image.shape) != (colours, size, size):
+        raise ValueError(f"image must have shape ({colours}, {size}, {size}), got {tuple(image.shape)}")
     if tuple(mask.shape) != (size, size):
         raise ValueError(f"mask must have shape ({size}, {size}), got {tuple(mask.shape)}")
     if int(image.min()) < 0 or int(image.max()) >= levels:
@@ -52,10 +52,11 @@ def complete(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Fill the pixels where ``mask`` is True; known pixels come back bit-identical.
 
-    ``image``: ``(1, H, W)`` model values; ``mask``: ``(H, W)`` bool, True = unknown.
+    ``image``: ``(C, H, W)`` model values (C = ``image_channels``); ``mask``: ``(H, W)`` bool,
+    True = unknown (every colour of a masked pixel).
     ``labels``: None, one int, or one (int or None) per completion; a conditional model infers
     a missing one (each particle draws a label, and resampling keeps those that fit).
-    Returns ``(images, bits, labels)``: ``(n, 1, H, W)`` uint8 completions, ``(n,)`` float,
+    Returns ``(images, bits, labels)``: ``(n, C, H, W)`` uint8 completions, ``(n,)`` float,
     each completion's total negative log2-likelihood (all pixels, under its label), and the
     ``(n,)`` int64 label each completion was drawn with (given or inferred; None for an
     unconditional model). Completion c depends only on the model, the inputs, ``seeds[c]``
@@ -68,26 +69,28 @@ def complete(
     temperature = check_temperature(temperature)
     image, mask = _check_inputs(model, image, mask)
     seed_list = check_seeds(seeds, n)
-    size, k = model.config.image_size, particles
+    size, colours, k = model.config.image_size, model.config.image_channels, particles
     pixels = size * size
     group = Particles(model, labels, seed_list, k)
-    known = image.view(-1)
+    known = image.permute(1, 2, 0).reshape(-1)  # dimension d = colour d % C of pixel d // C
     unknown = mask.view(-1)
-    group.out = known.view(1, pixels).repeat(n * k, 1)
+    group.out = known.view(1, -1).repeat(n * k, 1)
     for t in range(pixels):
         i, j = divmod(t, size)
         if j == 0:
             group.state.begin_row(i)
-        logits = group.state.logits(i, j)
-        log_probs = torch.log_softmax(logits.double(), dim=1)
-        if unknown[t]:
-            values = draw(logits, group.noise[:, t], temperature)
-        else:
-            values = known[t].expand(n * k)
-            if k > 1:  # the evidence: how likely this particle made the known pixel
-                group.log_weight += log_probs[:, known[t]].view(n, k)
-        group.record(t, values, log_probs)
-        if k > 1 and not unknown[t] and t < pixels - 1:
+        for colour in range(colours):
+            d = t * colours + colour
+            logits = group.state.logits(i, j, colour)
+            log_probs = torch.log_softmax(logits.double(), dim=1)
+            if unknown[t]:
+                values = draw(logits, group.noise[:, d], temperature)
+            else:
+                values = known[d].expand(n * k)
+                if k > 1:  # the evidence: how likely this particle made the known value
+                    group.log_weight += log_probs[:, known[d]].view(n, k)
+            group.record(d, values, log_probs)
+        if k > 1 and not unknown[t] and t < pixels - 1:  # after all of a known pixel's colours
             group.resample()
         if on_row is not None and j == size - 1:  # the leading particle of each completion so far
             on_row(i + 1, group.leading())

@@ -44,8 +44,7 @@ def generate(
     seed_list = check_seeds(seeds, n)
     label_tensor = check_labels(model, labels, n, seed_list)
     noise = per_image_noise(seed_list, model.config.image_channels * model.config.image_size**2)
-    # Colour models have no cached incremental path yet: they sample with the reference sampler.
-    if method == "naive" or model.config.image_channels > 1:
+    if method == "naive":
         return naive_sample(model, noise, label_tensor, temperature, progress)
     if method != "fast":
         raise ValueError(f"method must be 'fast' or 'naive', got {method!r}")

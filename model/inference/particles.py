@@ -3,7 +3,9 @@
 ``n`` requested results run ``K`` particles each, as one batch of ``n * K`` on the cached
 incremental model (result c owns rows ``c*K .. c*K+K-1``). Reproducibility is per result:
 result c draws everything from one ``torch.Generator`` seeded with ``seeds[c]``: first one
-uniform per pixel for each of its particles (raster order, up front; then ``extra_noise``
+uniform per dimension for each of its particles (a dimension is a pixel of a grayscale model,
+one colour of a pixel of a colour model: raster order, red before green before blue, up front;
+then ``extra_noise``
 more per particle, for a caller that needs them), then one uniform per resampling of its
 group and one for the final pick. So a result depends only on the model,
 the inputs, its seed and its label, never on the rest of the batch.
@@ -58,8 +60,9 @@ def systematic(weights: torch.Tensor, u: float) -> torch.Tensor:
 class Particles:
     """``n`` groups of ``K`` particles on one cached incremental model.
 
-    ``state``: the cache (``begin_row``, ``logits``); ``noise`` ``(n*K, H*W)`` float64;
-    ``out`` ``(n*K, H*W)`` int64 pixels so far; ``bits`` ``(n*K,)`` float64 negative
+    ``state``: the cache (``begin_row``, ``logits``); ``noise`` ``(n*K, D)`` float64, one per
+    dimension, D = H*W*C (C = ``image_channels``; dimension d is colour ``d % C`` of pixel
+    ``d // C``); ``out`` ``(n*K, D)`` int64 values so far; ``bits`` ``(n*K,)`` float64 negative
     log2-likelihood so far (temperature 1); ``log_weight`` ``(n, K)``; ``labels`` ``(n*K,)``;
     ``extra_noise`` ``(n*K, extra_noise)`` float64, uniforms for the caller's own choices.
     """
@@ -67,8 +70,8 @@ class Particles:
     def __init__(
         self, model: PixelCNN, labels: Labels, seeds: list[int], particles: int, extra_noise: int = 0
     ) -> None:
-        size = model.config.image_size
-        pixels = size * size
+        size, self.colours = model.config.image_size, model.config.image_channels
+        pixels = size * size * self.colours  # dimensions
         self.n, self.k = len(seeds), particles
         batch = self.n * particles
         self.labels = particle_labels(model, labels, seeds, particles)
@@ -82,12 +85,19 @@ class Particles:
         self.log_weight = torch.zeros(self.n, particles, dtype=torch.float64)  # natural log
         self.bits = torch.zeros(batch, dtype=torch.float64)
 
-    def record(self, t: int, values: torch.Tensor, log_probs: torch.Tensor) -> None:
-        """Pixel ``t`` takes ``values`` ``(n*K,)``; ``log_probs`` ``(n*K, levels)`` at temperature 1."""
+    def record(self, d: int, values: torch.Tensor, log_probs: torch.Tensor) -> None:
+        """Dimension ``d`` takes ``values`` ``(n*K,)``; ``log_probs`` ``(n*K, levels)`` at
+        temperature 1."""
+        t, colour = divmod(d, self.colours)
         i, j = divmod(t, self.state.size)
         self.bits -= log_probs.gather(1, values.view(-1, 1)).squeeze(1) / LN2
-        self.out[:, t] = values
-        self.state.write(i, j, values)  # the new pixel becomes input for the next ones
+        self.out[:, d] = values
+        self.state.write(i, j, values, colour)  # input for the next colours and pixels
+
+    def images(self, rows: torch.Tensor) -> torch.Tensor:
+        """``out`` rows ``(m, D)`` -> images ``(m, C, H, W)`` uint8."""
+        size = self.state.size
+        return rows.view(-1, size, size, self.colours).permute(0, 3, 1, 2).to(torch.uint8)
 
     def resample(self) -> torch.Tensor | None:
         """Resample the groups whose effective sample size is below K/2.
@@ -116,16 +126,15 @@ class Particles:
         return index
 
     def leading(self) -> torch.Tensor:
-        """The particle of highest weight of each result so far: ``(n, 1, H, W)`` uint8 (pixels
+        """The particle of highest weight of each result so far: ``(n, C, H, W)`` uint8 (pixels
         not drawn yet are 0, or a completion's known values)."""
-        size = self.state.size
-        best = self.out.view(self.n, self.k, size * size)[torch.arange(self.n), self.log_weight.argmax(1)]
-        return best.view(self.n, 1, size, size).to(torch.uint8)
+        best = self.out.view(self.n, self.k, -1)[torch.arange(self.n), self.log_weight.argmax(1)]
+        return self.images(best)
 
     def pick(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One particle per result, drawn by its final weight -> images ``(n, 1, H, W)`` uint8,
+        """One particle per result, drawn by its final weight -> images ``(n, C, H, W)`` uint8,
         bits ``(n,)`` float32, labels ``(n,)`` int64 (None for an unconditional model)."""
-        n, k, size = self.n, self.k, self.state.size
+        n, k = self.n, self.k
         chosen = []
         for c in range(n):
             u = float(torch.rand(1, generator=self.gens[c], dtype=torch.float64))
@@ -134,6 +143,6 @@ class Particles:
                 c * k + min(k - 1, int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]))))
             )
         picked = torch.tensor(chosen)
-        images = self.out[picked].view(n, 1, size, size).to(torch.uint8)
+        images = self.images(self.out[picked])
         labels = None if self.labels is None else self.labels[picked]
         return images, self.bits[picked].float(), labels

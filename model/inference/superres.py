@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from model.inference.caches import IncrementalModel
+from model.inference.incremental import IncrementalModel
 from model.inference.particles import Labels, Particles
 from model.inference.sampling import check_seeds, check_temperature, draw
 from model.network.pixelcnn import PixelCNN
@@ -91,25 +91,25 @@ def block_sums(small: torch.Tensor, factor: int, top: int) -> tuple[torch.Tensor
 
 
 def _check_small(model: PixelCNN, low: torch.Tensor, factor: int, n: int) -> torch.Tensor:
-    """``low`` as ``(n, h * w)`` int64: one small image per result."""
-    size, levels = model.config.image_size, model.config.levels
+    """``low`` as ``(n, C * h * w)`` int64 (colour-major): one small image per result."""
+    size, levels, c = model.config.image_size, model.config.levels, model.config.image_channels
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1 or size % factor:
         raise ValueError(f"factor must divide the image size {size}, got {factor!r}")
     h = size // factor
     if low.is_floating_point() or low.is_complex() or low.dtype == torch.bool:
         raise ValueError(f"the small image must hold integers, got {low.dtype}")
-    if low.dim() == 2:
+    if low.dim() == 2 and c == 1:
         low = low.unsqueeze(0)
-    if low.dim() == 3 and tuple(low.shape) == (1, h, h):
-        low = low.expand(n, 1, h, h)
-    if tuple(low.shape) != (n, 1, h, h):
+    if low.dim() == 3 and tuple(low.shape) == (c, h, h):
+        low = low.expand(n, c, h, h)
+    if tuple(low.shape) != (n, c, h, h):
         raise ValueError(
-            f"the small image must have shape (1, {h}, {h}) for factor {factor} "
-            f"(or ({n}, 1, {h}, {h}), one per result), got {tuple(low.shape)}"
+            f"the small image must have shape ({c}, {h}, {h}) for factor {factor} "
+            f"(or ({n}, {c}, {h}, {h}), one per result), got {tuple(low.shape)}"
         )
     if int(low.min()) < 0 or int(low.max()) >= levels:
         raise ValueError(f"small image values must be in 0..{levels - 1} (the model's levels)")
-    return low.reshape(n, h * h).long()
+    return low.reshape(n, c * h * h).long()
 
 
 def enlarge_to_sums(small: torch.Tensor, factor: int, top: int) -> torch.Tensor:
@@ -211,16 +211,21 @@ def upscale(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``n`` full-size images whose ``downscale(image, factor)`` is exactly ``low``.
 
-    ``low``: ``(1, H/f, W/f)`` model values (``(n, 1, H/f, W/f)``: one small image per
-    result). ``labels``: None, one int, or one (int or None) per result; a conditional model
-    infers a missing one (each particle draws a label, resampling keeps those that fit).
+    ``low``: ``(C, H/f, W/f)`` model values, C = ``image_channels`` (``(n, C, H/f, W/f)``:
+    one small image per result); each colour's blocks are constrained on their own.
+    ``labels``: None, one int, or one (int or None) per result; a conditional model infers a
+    missing one (each particle draws a label, resampling keeps those that fit).
     ``particles``: K per result, for sequential importance resampling (1: masked sampling).
-    Returns ``(images, bits, labels)`` as ``complete`` does: ``(n, 1, H, W)`` uint8, each
+    Returns ``(images, bits, labels)`` as ``complete`` does: ``(n, C, H, W)`` uint8, each
     image's total negative log2-likelihood ``(n,)`` under its label, and the ``(n,)`` int64
     labels used (None for an unconditional model). Result c depends only on the model, its
     small image, ``seeds[c]``, its label, the temperature and the number of particles.
     ``on_row(rows_done, images)`` watches it draw: after every row, the leading particle of
-    each result ``(n, 1, H, W)`` uint8 (a hook stops the work by raising).
+    each result ``(n, C, H, W)`` uint8 (a hook stops the work by raising).
+
+    A colour model draws the colours of a pixel in turn, each in its own colour's block. It
+    runs without the lookahead (the pixel after the one before a block's last is, in colour,
+    the next colour of the same pixel, not that block's last pixel): the guide's twist alone.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -230,55 +235,60 @@ def upscale(
     small = _check_small(model, low, factor, n)
     seed_list = check_seeds(seeds, n)
     size, k, top = model.config.image_size, particles, model.config.levels - 1
+    colours = model.config.image_channels
     pixels, per_row = size * size, size // factor
-    area = factor * factor
-    # Per small pixel (block) its allowed block sums, and per pixel the guide; a row per particle.
+    area, blocks = factor * factor, per_row * per_row
+    lookahead = LOOKAHEAD if colours == 1 else 0
+    # Per small pixel and colour (block b = colour * blocks + block) its allowed block sums, and
+    # per pixel and colour the guide; a row per particle.
     lo, hi = (bound.repeat_interleave(k, dim=0) for bound in block_sums(small, factor, top))
-    guide = enlarge_to_sums(small, factor, top).repeat_interleave(k, dim=0)  # (n*K, H*W)
-    partial = torch.zeros(n * k, per_row * per_row, dtype=torch.long)  # each block's sum so far
-    expected = torch.zeros(n * k, per_row * per_row, dtype=torch.float64)  # the guide's, so far
+    planes = enlarge_to_sums(small.reshape(n * colours, blocks), factor, top)  # (n*C, H*W)
+    guide = planes.view(n, colours, pixels).repeat_interleave(k, dim=0)  # (n*K, C, H*W)
+    partial = torch.zeros(n * k, colours * blocks, dtype=torch.long)  # each block's sum so far
+    expected = torch.zeros(n * k, colours * blocks, dtype=torch.float64)  # the guide's, so far
     looked = torch.zeros(n * k, dtype=torch.float64)  # log mass of the last pixel, chosen ahead
     levels = torch.arange(top + 1)
     spread = 2 * (SPREAD * top) ** 2
-    group = Particles(model, labels, seed_list, k, extra_noise=per_row * per_row)
-    for t in range(pixels):
+    group = Particles(model, labels, seed_list, k, extra_noise=blocks)
+    for d in range(pixels * colours):
+        t, colour = divmod(d, colours)
         i, j = divmod(t, size)
-        if j == 0:
+        if j == 0 and colour == 0:
             group.state.begin_row(i)
-        block = (i // factor) * per_row + j // factor
+        block = colour * blocks + (i // factor) * per_row + j // factor
         after = area - 1 - ((i % factor) * factor + j % factor)  # block pixels still to come
         so_far = partial[:, block]
         least = (lo[:, block] - so_far - after * top).clamp(min=0)  # (n*K,)
         most = (hi[:, block] - so_far).clamp(max=top)
-        logits = group.state.logits(i, j).double()
+        logits = group.state.logits(i, j, colour).double()
         tempered = logits / temperature
         allowed = (levels >= least.unsqueeze(1)) & (levels <= most.unsqueeze(1))
         proposal = tempered.masked_fill(~allowed, float("-inf"))
         # The twist before this pixel, and after each value it may take (none once the block is full).
         drift = so_far.double() - expected[:, block]
-        twist_before = looked if after == 0 and LOOKAHEAD > 0 else -(drift**2) / (spread * (after + 1))
-        if after == 1 and LOOKAHEAD > 0:
+        twist_before = looked if after == 0 and lookahead > 0 else -(drift**2) / (spread * (after + 1))
+        if after == 1 and lookahead > 0:
             need = (lo[:, block] - so_far, hi[:, block] - so_far)
             proposal += _last_pixel_twist(group.state, t, need, (least, most), top + 1, temperature)
         elif after > 0:
-            proposal -= (drift.unsqueeze(1) + (levels - guide[:, t : t + 1])) ** 2 / (spread * after)
+            proposal -= (drift.unsqueeze(1) + (levels - guide[:, colour, t : t + 1])) ** 2 / (spread * after)
         # The importance weight: the mass the twisted proposal kept, over the twist before.
         kept = torch.logsumexp(proposal, 1) - torch.logsumexp(tempered, 1) - twist_before
-        if after == 1 and LOOKAHEAD > 0:
+        if after == 1 and lookahead > 0:
             sums, interval = (lo, hi, so_far), (least, most)
             chosen = _look_ahead(group, t, block, proposal, tempered, kept, sums, interval, temperature)
             values, kept, looked = chosen
         else:
-            values = draw(proposal, group.noise[:, t], 1.0)
+            values = draw(proposal, group.noise[:, d], 1.0)
             values = torch.minimum(torch.maximum(values, least), most)  # a uniform of exactly 0
         group.log_weight += kept.view(n, k)
-        group.record(t, values, torch.log_softmax(logits, dim=1))
+        group.record(d, values, torch.log_softmax(logits, dim=1))
         partial[:, block] += values
-        expected[:, block] += guide[:, t]
-        if t < pixels - 1:
+        expected[:, block] += guide[:, colour, t]
+        if d < pixels * colours - 1:
             index = group.resample()
             if index is not None:
                 partial, looked = partial[index], looked[index]
-        if on_row is not None and j == size - 1:
+        if on_row is not None and j == size - 1 and colour == colours - 1:
             on_row(i + 1, group.leading())
     return group.pick()

@@ -65,11 +65,14 @@ def classifier_misfit(model: PixelCNN, classifier: Classifier) -> str | None:
     it when it codes such images and its labels are those classes, by name.
     """
     cfg, k = model.config, classifier.out.out_features
-    if (cfg.image_size, cfg.levels, cfg.num_classes) == (IMAGE_SIZE, 256, k) and cfg.label_names == CLASSES:
+    fits = (cfg.image_size, cfg.levels, cfg.num_classes, cfg.image_channels) == (IMAGE_SIZE, 256, k, 1)
+    if fits and cfg.label_names == CLASSES:
         return None
+    colour = " colour" if cfg.image_channels > 1 else ""
     return (
-        f"the classifier guesses labels of {IMAGE_SIZE}x{IMAGE_SIZE} images of 256 levels in its {k} "
-        f"classes ({', '.join(CLASSES)}); this model codes {cfg.image_size}x{cfg.image_size} images of "
+        f"the classifier guesses labels of grayscale {IMAGE_SIZE}x{IMAGE_SIZE} images of 256 levels "
+        f"in its {k} classes ({', '.join(CLASSES)}); this model codes "
+        f"{cfg.image_size}x{cfg.image_size}{colour} images of "
         f"{cfg.levels} levels in {cfg.num_classes or 'no'} classes ({', '.join(cfg.label_names) or 'none'})"
     )
 

@@ -115,7 +115,7 @@ def pictures(model: PixelCNN, out_dir: Path, stem: str, images: Split) -> None:
             particles=16,
         )
         masked = image.clone()
-        masked[0, : size // 2] = 0
+        masked[:, : size // 2] = 0  # every colour of the top half
         rows.append(torch.cat([image.unsqueeze(0), masked.unsqueeze(0), filled]))
     image_grid(dequantize(torch.cat(rows), levels), columns=6, scale=3).save(
         out_dir / f"{stem}-completions.png"

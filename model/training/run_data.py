@@ -23,6 +23,7 @@ def run_dataset(settings: TrainSettings) -> Dataset:
         settings.model.image_size,
         data_dir=settings.data_dir,
         skip_bad_files=settings.skip_bad_files,
+        colours=settings.model.image_channels,
     )
 
 
