@@ -34,7 +34,9 @@ def heatmap_png(pixels: np.ndarray, bits: np.ndarray, bits_per_dim: float) -> by
         left.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
     left.set_title("input")
     shown = right.imshow(bits, cmap="magma", vmin=0, interpolation="nearest")
-    right.set_title(f"bits per pixel ({bits_per_dim:.2f} bits/dim)")
+    # Grayscale: bits per pixel are bits per dimension; colour: a pixel holds three dimensions.
+    colour_note = f"{bits_per_dim:.2f} bits/dim" if pixels.shape[0] > 1 else f"mean {bits_per_dim:.2f}"
+    right.set_title(f"bits per pixel ({colour_note})")
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -65,9 +65,9 @@ def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
 
 @dataclass(eq=False)  # compared by identity: fields hold tensors
 class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
-    """Sample images from per-image noise -> ``(images (n, 1, H, W) uint8, bits (n,) float64)``."""
+    """Sample images from per-image noise -> ``(images (n, C, H, W) uint8, bits (n,) float64)``."""
 
-    noise: torch.Tensor  # (n, H*W) float64 uniforms
+    noise: torch.Tensor  # (n, H*W*C) float64 uniforms, one per pixel and colour
     labels: torch.Tensor | None  # (n,) int64, None for an unconditional model
     temperatures: torch.Tensor  # (n,) float64
     progress: Progress | None = None  # a streamed request's rows go here
@@ -107,7 +107,7 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
 
 @dataclass(eq=False)
 class LikelihoodJob(Job[Likelihood]):
-    """Score images ``(n, 1, H, W)`` int64 with their labels (or summed over labels)."""
+    """Score images ``(n, C, H, W)`` int64 with their labels (or summed over labels)."""
 
     values: torch.Tensor
     labels: torch.Tensor | None
@@ -171,7 +171,7 @@ class ParticleJob(Job[Completion]):
 class CompleteJob(ParticleJob):
     """Fill ``mask`` of one image ``n`` times -> ``complete``'s images, bits and labels."""
 
-    image: torch.Tensor  # (1, H, W) model values
+    image: torch.Tensor  # (C, H, W) model values
     mask: torch.Tensor  # (H, W) bool, True = fill
 
     def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
@@ -182,7 +182,7 @@ class CompleteJob(ParticleJob):
 class UpscaleJob(ParticleJob):
     """Upscale one small image ``n`` times -> ``upscale``'s images, bits and labels."""
 
-    small: torch.Tensor  # (1, H/f, W/f) model values
+    small: torch.Tensor  # (C, H/f, W/f) model values
     factor: int
     classifier: Classifier | None = None  # guesses a missing label from the small image
 

@@ -133,8 +133,8 @@ class LikelihoodResponse(BaseModel):
     )
     channel_bits: list[list[list[float]]] | None = Field(
         None,
-        description="colour models: 3 x H x W array, -log2 p of each channel (red, green, blue) given "
-        "the pixels before it and the pixel's earlier channels; None for grayscale",
+        description="colour models only: 3 x H x W array, -log2 p of each channel (red, green, blue) "
+        "given the pixels before it and the pixel's earlier channels",
     )
     total_bits: float
     bits_per_dim: float

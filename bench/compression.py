@@ -39,6 +39,7 @@ from model.checkpoint import DEFAULT_WEIGHTS, file_sha256, load
 from model.classifier import DEFAULT_CLASSIFIER, classifier_for
 from model.codec import compress_with_stats, decompress
 from model.data import DatasetError, quantize
+from model.data.arrays import channels_last
 from model.data.sources import open_source
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
@@ -89,12 +90,6 @@ class Containers:
             "encode_s_median": round(statistics.median(self.encode_s), 4),
             "decode_s_median": round(statistics.median(self.decode_s), 4),
         }
-
-
-def image_arrays(values: torch.Tensor) -> np.ndarray:
-    """Model values ``(N, K, H, W)`` as the arrays Pillow saves: ``(N, H, W)`` grayscale for
-    K = 1, ``(N, H, W, 3)`` RGB for K = 3 (whose bytes are the interleaved raw set)."""
-    return values[:, 0].numpy() if values.shape[1] == 1 else values.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def code_in_containers(
@@ -151,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     rule = "fewest bits" if classifier is None else "the classifier's guesses"
     runs = [code_in_containers(model, values, size, classifier) for size in sizes]
 
-    pixels = image_arrays(values)
+    pixels = channels_last(values)
     jxl, jxl_note = jpeg_xl_encoder()
     per_image: dict[str, tuple[Encoder | None, str]] = {
         "PNG (Pillow, optimize)": (_pillow("PNG", optimize=True), "one file per image"),

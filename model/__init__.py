@@ -5,9 +5,11 @@ Weights files (safetensors; nothing is unpickled):
     file is missing, damaged or not ours.
 Networks:
     ``PixelCNN(PixelCNNConfig(...))``: classic masked, gated, or gated with attention
-    (``ARCHITECTURES``); ``model(x, labels)`` gives logits ``(B, levels, H, W)``.
-Using a model (images are integer model values ``(N, 1, H, W)`` in ``[0, levels)``):
-    ``generate(model, n, labels=, seeds=, temperature=)`` -> ``(n, 1, H, W)`` uint8;
+    (``ARCHITECTURES``); ``model(x, labels)`` gives logits ``(B, levels, H, W)``, or
+    ``(B, levels, 3, H, W)`` for a colour model (``image_channels=3``).
+Using a model (images are integer model values ``(N, C, H, W)`` in ``[0, levels)``, C = 1
+for grayscale, 3 for RGB):
+    ``generate(model, n, labels=, seeds=, temperature=)`` -> ``(n, C, H, W)`` uint8;
     ``complete(model, image, mask, n, labels=, seeds=, particles=)`` -> images, bits, labels;
     ``upscale(model, low, factor, n, labels=, seeds=, particles=)`` -> images, bits, labels:
     super-resolution, every image agreeing exactly with ``low`` under ``downscale(image, factor)``;

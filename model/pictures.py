@@ -4,7 +4,7 @@ made from model outputs.
 Image files are decoded only by the decoders of the accepted formats (so Pillow never runs an
 exotic decoder on a file it was handed), their pixel count is checked before any pixel is
 decoded, and whatever their mode they become one image of the model's size and colours
-(``model.image_modes``), light-on-dark like Fashion-MNIST. The service and the commands read
+(``model.data.image_modes``), light-on-dark like Fashion-MNIST. The service and the commands read
 images the same way.
 """
 

@@ -62,7 +62,10 @@ def upscale_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m model.sample upscale", description=__doc__, allow_abbrev=False
     )
-    p.add_argument("small", help="the small image: PNG, JPEG, WebP, BMP or GIF, any mode (made grayscale)")
+    p.add_argument(
+        "small",
+        help="the small image: PNG, JPEG, WebP, BMP or GIF, any mode (read as the model's grayscale or RGB)",
+    )
     p.add_argument(
         "--factor", type=int, default=None, help="2, 4 or 7 for 28x28 models; default: the image's size says"
     )

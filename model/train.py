@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, read_metadata
 from model.data import DatasetError
 from model.data.arrays import DEFAULT_VALIDATION_FRACTION
 from model.data.sources import open_source
@@ -76,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--image-channels",
         type=int,
         choices=(1, 3),
-        default=1,
-        help="1: grayscale; 3: RGB, each pixel's red, green and blue predicted in turn",
+        default=None,
+        help="1: grayscale; 3: RGB, each pixel's red, green and blue predicted in turn "
+        "(default: the --init-from file's, else 1)",
     )
     m.add_argument("--attention-heads", type=int, default=2, help="gated-attention: heads per block")
     t = p.add_argument_group("training")
@@ -151,11 +152,30 @@ def main(argv: list[str] | None = None) -> int:
         distributed.stop()
 
 
+def image_channels(args: argparse.Namespace) -> int:
+    """The colours to read the data in: those of the ``--init-from`` file (which fixes the
+    model), else ``--image-channels``, else 1; a flag that contradicts the file is an error."""
+    if not args.init_from or args.resume:
+        return int(args.image_channels or 1)
+    try:
+        start = PixelCNNConfig.from_json(read_metadata(args.init_from)["config"]).image_channels
+    except (CheckpointError, KeyError, ValueError):
+        return int(args.image_channels or 1)  # the run says what is wrong with the file
+    if args.image_channels is not None and args.image_channels != start:
+        raise DatasetError(
+            f"--image-channels {args.image_channels}, but {Path(args.init_from).name} draws "
+            f"{'RGB' if start == 3 else 'grayscale'} images ({start} channel{'s' if start > 1 else ''}): "
+            "leave the flag out to follow the file"
+        )
+    return start
+
+
 def train(args: argparse.Namespace, device: str) -> int:
     """Open (or resume) the run that ``args`` describe and train it on ``device``."""
     main_rank = distributed.World.current().is_main
     dataset = None
     try:
+        colours = image_channels(args)
         if not args.resume:  # read and check the data before anything is written
             dataset = open_source(
                 args.data,
@@ -163,7 +183,7 @@ def train(args: argparse.Namespace, device: str) -> int:
                 data_dir=args.data_dir,
                 skip_bad_files=args.skip_bad_files,
                 progress=main_rank and not args.quiet,
-                colours=args.image_channels,
+                colours=colours,
             )
     except DatasetError as exc:
         if main_rank:
@@ -183,7 +203,7 @@ def train(args: argparse.Namespace, device: str) -> int:
         head_channels=args.head_channels,
         attention_every=args.attention_every,
         attention_heads=args.attention_heads,
-        image_channels=args.image_channels,
+        image_channels=colours,
     )
     settings = TrainSettings(
         model=config,

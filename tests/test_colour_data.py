@@ -38,7 +38,8 @@ def _group(name: str) -> str:
 def test_the_emoji_folder_is_rgb_and_split_by_emoji(emoji: Path) -> None:
     listing = (emoji / "LIST.txt").read_text().splitlines()
     assert listing[0].startswith("font sha256 ") and listing[1] == "size 8"
-    files = listing[2:]
+    assert listing[2].startswith("renderer Pillow ")
+    files = listing[3:]
     train_files = [f for f in files if f.startswith("train/")]
     test_files = [f for f in files if f.startswith("test/")]
     assert len(train_files) > 1500 and 100 < len(test_files) < len(train_files) / 5
@@ -131,3 +132,12 @@ def test_a_colour_model_trains_exports_and_evaluates_on_emoji(
     assert evaluate.main(["--weights", str(out), "--data", str(emoji)]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["bits_per_dim"] == pytest.approx(float(meta["test_bits_per_dim"]), abs=1e-4)
+
+    # Fine-tuning follows the file's colours; a flag that contradicts them stops with one line.
+    more = ["--data", str(emoji), "--init-from", str(out), "--train-limit", "64", "--epochs", "1"]
+    quiet = ["--no-samples", "--quiet", *FAST]
+    assert train.main([*more, "--run-dir", str(tmp_path / "more"), *quiet]) == 0
+    capsys.readouterr()
+    assert train.main([*more, "--image-channels", "1", "--run-dir", str(tmp_path / "gray"), *quiet]) == 2
+    assert "--image-channels 1, but emoji.safetensors draws RGB images" in capsys.readouterr().err
+    assert not (tmp_path / "gray").exists()

@@ -63,4 +63,6 @@ async def likelihood(
         label=chosen,
         class_posterior=posterior,
     )
-    return Response(body.model_dump_json(), media_type="application/json")
+    # A grayscale model's answer keeps the fields it always had.
+    dropped = {"channel_bits"} if serving.colours == 1 else None
+    return Response(body.model_dump_json(exclude=dropped), media_type="application/json")

@@ -222,7 +222,7 @@ def compress(
     *,
     classifier: Classifier | None = None,
 ) -> bytes:
-    """Compress images ``(N, 1, H, W)`` of model values; see :func:`compress_with_stats`."""
+    """Compress images ``(N, C, H, W)`` of model values; see :func:`compress_with_stats`."""
     return compress_with_stats(model, images, labels, classifier=classifier)[0]
 
 

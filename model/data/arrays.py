@@ -15,6 +15,7 @@ from PIL import Image
 
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 64
+COLOUR_NAMES = {1: "grayscale", 3: "RGB"}  # image channels -> what they are called
 
 
 class DatasetError(RuntimeError):
@@ -33,6 +34,12 @@ class Split:
     def first(self, count: int | None) -> Split:
         """The first ``count`` images (all of them for None)."""
         return self if count is None else Split(self.images[:count], self.labels[:count])
+
+
+def channels_last(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` -> the layout files and Pillow use: ``(N, H, W)`` for grayscale,
+    ``(N, H, W, 3)`` for RGB (whose bytes are the pixels' colours interleaved)."""
+    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def quantize(images: torch.Tensor, levels: int) -> torch.Tensor:

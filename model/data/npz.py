@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.data.arrays import DatasetError, Split
+from model.data.arrays import COLOUR_NAMES, DatasetError, Split, channels_last
 
 KEYS = ("images", "labels", "class_names", "test_images", "test_labels", "name", "skipped")
 
@@ -65,7 +65,9 @@ def read_npz(path: Path) -> tuple[Split, Split | None, tuple[str, ...] | None, d
             ) from None
         raise DatasetError(f"{where}: not a readable .npz file ({exc})") from None
     if "images" not in data:
-        raise DatasetError(f"{where}: no 'images' array; an .npz data set holds images (N, H, W) uint8")
+        raise DatasetError(
+            f"{where}: no 'images' array; an .npz data set holds images (N, H, W) or (N, H, W, 3) uint8"
+        )
     pool_images = _images(data, "images", where)
     unlabelled = torch.zeros(len(pool_images), dtype=torch.int64)
     pool_labels = _labels(data, "labels", len(pool_images), where) if "labels" in data else unlabelled
@@ -107,24 +109,19 @@ def read_npz(path: Path) -> tuple[Split, Split | None, tuple[str, ...] | None, d
 
 def _shape(images: torch.Tensor) -> str:
     """``(N, C, H, W)`` -> "HxW grayscale" or "HxW RGB"."""
-    return f"{images.shape[2]}x{images.shape[3]} {'RGB' if images.shape[1] == 3 else 'grayscale'}"
-
-
-def _as_stored(images: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` -> ``(N, H, W)`` for grayscale, ``(N, H, W, 3)`` for RGB."""
-    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).numpy()
+    return f"{images.shape[2]}x{images.shape[3]} {COLOUR_NAMES[int(images.shape[1])]}"
 
 
 def write_npz(
     path: Path, pool: Split, test: Split | None, names: tuple[str, ...] | None, name: str, skipped: list[str]
 ) -> None:
     """Write a data set in the layout ``read_npz`` reads (images ``(N, H, W)`` or ``(N, H, W, 3)``)."""
-    arrays: dict[str, np.ndarray] = {"images": _as_stored(pool.images), "name": np.array(name)}
+    arrays: dict[str, np.ndarray] = {"images": channels_last(pool.images), "name": np.array(name)}
     if names is not None:
         arrays["labels"] = pool.labels.numpy()
         arrays["class_names"] = np.array(names, dtype=str)
     if test is not None:
-        arrays["test_images"] = _as_stored(test.images)
+        arrays["test_images"] = channels_last(test.images)
         if names is not None:
             arrays["test_labels"] = test.labels.numpy()
     arrays["skipped"] = np.array(skipped, dtype=str)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from model.data.arrays import (
+    COLOUR_NAMES,
     DEFAULT_VALIDATION_FRACTION,
     DatasetError,
     Split,
@@ -40,7 +41,6 @@ ACCEPTED = (
     "--data takes a folder of images (one subfolder per class, or none), an .npz file "
     "(images (N, H, W) or (N, H, W, 3) uint8) or a folder of MNIST-format IDX files"
 )
-COLOUR_NAMES = {1: "grayscale", 3: "RGB"}
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,6 @@ def _check_labels(dataset: Dataset) -> Dataset:
 
 def _check_colours(name: str, pool: Split, colours: int) -> None:
     """Arrays read as they are stored: their colour must be the one asked for."""
-    if colours not in COLOUR_NAMES:
-        raise DatasetError(f"image channels must be 1 (grayscale) or 3 (RGB), got {colours}")
     stored = int(pool.images.shape[1])
     if stored != colours:
         hint = "train with --image-channels 3" if stored == 3 else "--image-channels 3 needs RGB images"
@@ -200,6 +198,8 @@ def open_source(
     """Read and check a data source: None is Fashion-MNIST (from ``data_dir`` or Debian's
     package); a path is an ``.npz`` file, a folder of IDX files or a folder of images.
     ``colours``: 1 reads grayscale, 3 RGB (a folder is read in either; arrays must be stored so)."""
+    if colours not in COLOUR_NAMES:
+        raise DatasetError(f"image channels must be 1 (grayscale) or 3 (RGB), got {colours}")
     if source is None:
         train, test = read_fashion_mnist("train", data_dir), read_fashion_mnist("test", data_dir)
         return _from_arrays(FASHION_NAME, train, test, FASHION_CLASSES, image_size, colours)
@@ -225,8 +225,6 @@ def open_source(
         )
     sizes = train_scan.sizes | (test_scan.sizes if test_scan else set())
     size = _choose_size(sizes, image_size, name)  # the headers' sizes matter only without image_size
-    if colours not in COLOUR_NAMES:
-        raise DatasetError(f"image channels must be 1 (grayscale) or 3 (RGB), got {colours}")
     pool = decode_folder(train_scan, path, size, colours, skip_bad_files, progress)
     test_split = (
         decode_folder(test_scan, path, size, colours, skip_bad_files, progress) if test_scan else None

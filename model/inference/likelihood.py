@@ -1,7 +1,8 @@
 """Per-pixel likelihoods, bits per dimension and the class posterior.
 
-Images here are model values: integer tensors ``(B, 1, H, W)`` in ``[0, levels)`` (for the
-default 256 levels these are the 8-bit intensities themselves).
+Images here are model values: integer tensors ``(B, C, H, W)`` in ``[0, levels)``, C = 1 for
+grayscale and 3 for RGB (for the default 256 levels these are the 8-bit intensities
+themselves); bits/dim divide by H * W * C.
 """
 
 from __future__ import annotations

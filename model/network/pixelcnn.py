@@ -2,7 +2,9 @@
 
 ``PixelCNN(config).forward(x, labels)`` maps integer images ``(B, 1, H, W)`` in
 ``[0, levels)`` to logits ``(B, levels, H, W)``: a categorical distribution over the
-intensity of each pixel given every pixel before it in raster order (and the label).
+intensity of each pixel given every pixel before it in raster order (and the label). A colour
+model (``image_channels=3``) maps ``(B, 3, H, W)`` to ``(B, levels, 3, H, W)``: each colour
+given the pixels before and the pixel's earlier colours (``model.network.channels``).
 """
 
 from __future__ import annotations

@@ -47,11 +47,13 @@ class Measurement:
 
 
 def check_compatible(model: PixelCNN, path: Path) -> None:
-    """The shipped file's interface: 28x28, 256 levels, Fashion-MNIST's ten named classes."""
+    """The shipped file's interface: 28x28 grayscale, 256 levels, Fashion-MNIST's ten named classes."""
     cfg = model.config
-    if (cfg.image_size, cfg.levels, cfg.num_classes) != (28, 256, 10) or cfg.label_names != FASHION_CLASSES:
+    shape = (cfg.image_size, cfg.levels, cfg.num_classes, cfg.image_channels)
+    if shape != (28, 256, 10, 1) or cfg.label_names != FASHION_CLASSES:
+        colour = " colour" if cfg.image_channels > 1 else ""
         raise ShipError(
-            f"{path}: a {cfg.image_size}x{cfg.image_size} model with {cfg.num_classes} classes "
+            f"{path}: a {cfg.image_size}x{cfg.image_size}{colour} model with {cfg.num_classes} classes "
             f"({', '.join(cfg.label_names)}); the shipped file is a 28x28 class-conditional Fashion-MNIST "
             "model with its ten classes, and only such a file can replace it"
         )
