@@ -182,11 +182,9 @@ class GatedCache(IncrementalModel):
         return self.head(torch.bmm(self.gated, self.skip_w).sum(0), colour)
 
     def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
+        self.encode_into(self.inp[:, i + self.k, j + self.k], values, colour)
         if self.colours == 1:
-            self.inp[:, i + self.k, j + self.k] = self.encode(values)
             self.previous.copy_(values)
-            return
-        self.encode_colour(self.inp[:, i + self.k, j + self.k], values, colour)
 
 
 class PixelCNNCache(IncrementalModel):
@@ -232,10 +230,7 @@ class PixelCNNCache(IncrementalModel):
         return self.head(x, colour)
 
     def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
-        if self.colours == 1:
-            self.inp[:, i + self.p, j + self.p] = self.encode(values)
-        else:
-            self.encode_colour(self.inp[:, i + self.p, j + self.p], values, colour)
+        self.encode_into(self.inp[:, i + self.p, j + self.p], values, colour)
 
 
 def incremental(model: PixelCNN, labels: torch.Tensor | None, batch: int) -> IncrementalModel:

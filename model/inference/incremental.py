@@ -65,13 +65,12 @@ class IncrementalModel:
         rows = [slice(k * self.levels, (k + 1) * self.levels) for k in range(self.colours)]
         self.head_logits = [(w2[r], None if b2 is None else b2[r]) for r in rows]
 
-    def encode(self, values: torch.Tensor) -> torch.Tensor:
-        """Model values ``(B,)`` -> the two input channels ``(B, 2)`` the first layer sees."""
-        return self.input_table[values]  # = model.encode_input, looked up
-
-    def encode_colour(self, pixel: torch.Tensor, values: torch.Tensor, colour: int) -> None:
-        """Colour: write colour ``colour`` of one pixel, values ``(B,)``, into that pixel's
-        ``(B, K + 1)`` input channels (in place), and its constant channel."""
+    def encode_into(self, pixel: torch.Tensor, values: torch.Tensor, colour: int) -> None:
+        """Write colour ``colour`` (0 in grayscale) of one pixel, model values ``(B,)``, into
+        that pixel's ``(B, K + 1)`` input channels, in place (= model.encode_input, looked up)."""
+        if self.colours == 1:
+            pixel.copy_(self.input_table[values])
+            return
         pixel[:, colour] = self.input_table[values, 0]
         # The constant channel is hidden from the pixel's own centre taps, so it can be set at
         # once; later pixels read it as the forward pass's encode_input gives it.
