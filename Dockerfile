@@ -22,12 +22,19 @@ ARG EXTRAS=""
 RUN pip install "./${EXTRAS}"
 COPY weights ./weights
 
-RUN useradd --create-home --uid 10001 pixelcnn
+# The jobs' database lives in /srv/state, a volume in docker-compose.yml, writable by the user.
+RUN useradd --create-home --uid 10001 pixelcnn \
+    && mkdir /srv/state && chown 10001 /srv/state
 USER 10001
+VOLUME /srv/state
 
 ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors \
-    PIXELCNN_CLASSIFIER=/srv/weights/fmnist-classifier.safetensors
+    PIXELCNN_CLASSIFIER=/srv/weights/fmnist-classifier.safetensors \
+    PIXELCNN_JOB_STORE=sqlite:////srv/state/jobs.sqlite3
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000"]
+# Inside the container the service must listen on every interface to be reachable through a
+# published port; docker-compose.yml publishes it on the host's loopback only. To serve other
+# machines, mount an API keys file, set PIXELCNN_API_KEYS_FILE and drop --allow-anonymous.
+CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000", "--allow-anonymous"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import torch
 
@@ -25,8 +25,11 @@ from model.inference.cached import cached_sample
 from model.inference.completion import complete
 from model.inference.likelihood import Likelihood, log_likelihood
 from model.inference.superres import upscale
-from model.network.classifier import Classifier, guess_from_small
+from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
+
+if TYPE_CHECKING:
+    from app.models.served import ServedModel
 
 R = TypeVar("R")
 
@@ -51,8 +54,8 @@ class Job(ABC, Generic[R]):
         return jobs[0]
 
     @abstractmethod
-    def run(self, model: PixelCNN, metrics: Metrics) -> R:
-        """Do the work on the worker thread (under ``torch.no_grad``)."""
+    def run(self, served: ServedModel, metrics: Metrics) -> R:
+        """Do the work on the worker thread (under ``torch.no_grad``) with ``served``'s model."""
 
     def split(self, result: R, sizes: list[int]) -> list[R]:
         """The merged result, cut into one result per merged job of ``sizes`` images."""
@@ -89,11 +92,11 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
             parts=BatchRows([(job.images, job.progress) for job in jobs]),
         )
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, served: ServedModel, metrics: Metrics) -> tuple[torch.Tensor, torch.Tensor]:
         # Only a batch with a streamed request watches its rows (and may drop a request's images).
         hook = self.parts if self.parts is not None and self.parts.streamed else None
-        images, bits = cached_sample(model, self.noise, self.labels, self.temperatures, on_row=hook)
-        metrics.images_generated.inc(images.shape[0])
+        images, bits = cached_sample(served.model, self.noise, self.labels, self.temperatures, on_row=hook)
+        metrics.images_generated.labels(model=served.name).inc(images.shape[0])
         return images, bits
 
     def split(
@@ -123,8 +126,8 @@ class LikelihoodJob(Job[Likelihood]):
     def merge(cls, jobs: Sequence[LikelihoodJob]) -> LikelihoodJob:
         return cls(torch.cat([job.values for job in jobs]), _cat([job.labels for job in jobs]))
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> Likelihood:
-        return log_likelihood(model, self.values, self.labels)
+    def run(self, served: ServedModel, metrics: Metrics) -> Likelihood:
+        return log_likelihood(served.model, self.values, self.labels)
 
     def split(self, result: Likelihood, sizes: list[int]) -> list[Likelihood]:
         posterior = result.class_posterior
@@ -174,8 +177,8 @@ class CompleteJob(ParticleJob):
     image: torch.Tensor  # (C, H, W) model values
     mask: torch.Tensor  # (H, W) bool, True = fill
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
-        return complete(model, self.image, self.mask, self.n, **self.sampling())
+    def run(self, served: ServedModel, metrics: Metrics) -> Completion:
+        return complete(served.model, self.image, self.mask, self.n, **self.sampling())
 
 
 @dataclass(eq=False, kw_only=True)
@@ -184,16 +187,15 @@ class UpscaleJob(ParticleJob):
 
     small: torch.Tensor  # (C, H/f, W/f) model values
     factor: int
-    classifier: Classifier | None = None  # guesses a missing label from the small image
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> Completion:
+    def run(self, served: ServedModel, metrics: Metrics) -> Completion:
         sampling = self.sampling()
-        if self.label is None and self.classifier is not None:
+        if self.label is None and served.classifier is not None:
             # The classifier's guess from the small image as a whole (it was trained on such
             # enlargements) names the class far more often than particles that each draw one.
-            guess = guess_from_small(self.classifier, self.small.unsqueeze(0), self.factor)
+            guess = guess_from_small(served.classifier, self.small.unsqueeze(0), self.factor)
             sampling["labels"] = int(guess[0])
-        return upscale(model, self.small, self.factor, self.n, **sampling)
+        return upscale(served.model, self.small, self.factor, self.n, **sampling)
 
 
 @dataclass(eq=False)
@@ -202,14 +204,14 @@ class CompressJob(Job[tuple[bytes, float]]):
     bits (alone: the codec must see the same batch shapes when decoding)."""
 
     values: torch.Tensor
-    classifier: Classifier | None  # guesses the labels; None: the fewest-bits search
 
     @property
     def images(self) -> int:
         return int(self.values.shape[0])
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> tuple[bytes, float]:
-        return compress_with_stats(model, self.values, classifier=self.classifier)
+    def run(self, served: ServedModel, metrics: Metrics) -> tuple[bytes, float]:
+        # The model's classifier guesses the labels; without one, the fewest-bits search.
+        return compress_with_stats(served.model, self.values, classifier=served.classifier)
 
 
 @dataclass(eq=False)
@@ -224,9 +226,9 @@ class DecompressJob(Job[torch.Tensor]):
     def images(self) -> int:
         return self.count
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> torch.Tensor:
+    def run(self, served: ServedModel, metrics: Metrics) -> torch.Tensor:
         try:
-            return decompress(model, self.data)
+            return decompress(served.model, self.data)
         except CodecError as exc:  # truncated, corrupted, not ours, or other weights
             raise ClientError(400, f"cannot decompress: {exc}") from None
 
@@ -242,5 +244,5 @@ class CallJob(Job[Any]):
     def images(self) -> int:
         return self.size
 
-    def run(self, model: PixelCNN, metrics: Metrics) -> Any:
-        return self.function(model)
+    def run(self, served: ServedModel, metrics: Metrics) -> Any:
+        return self.function(served.model)

@@ -1,57 +1,91 @@
-"""The app factory. ``uvicorn app.main:app`` serves the shipped weights; tests build their own
-app around a tiny model with ``create_app(model_loader=...)``."""
+"""The app factory. ``uvicorn app.main:app`` serves the models ``PIXELCNN_WEIGHTS`` names (the
+shipped weights by default); tests build their own app around tiny models with
+``create_app(models={"name": model, ...})``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import torch
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from app.docs import DocsPolicy
+from app.durable import routes as job_routes
+from app.durable.context import Deferred
+from app.durable.database import without_password
+from app.durable.runner import JobRunner
+from app.durable.store import JobStore
+from app.durable.submit import AsyncJobs, accept_job
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
-from app.routes import codec, complete, generate, likelihood, meta, upscale
-from app.serving import Serving, describe
+from app.models.registry import ModelRegistry
+from app.models.repository import RepositoryError
+from app.routes import admin, codec, complete, generate, likelihood, meta, upscale
+from app.schemas import ReloadReport
+from app.security.access import Access
+from app.security.headers import SecurityHeaders
+from app.security.keys import read_keys
+from app.serving import MODEL_HEADER, ModelHeader, Service
 from app.settings import Settings, get_settings
 from app.timeouts import BodyTimeout
 from app.worker import InferenceWorker
-from model.checkpoint import CheckpointError, load
-from model.classifier import classifier_for
-from model.network.classifier import Classifier
+from model.checkpoint import CheckpointError
 from model.network.pixelcnn import PixelCNN
 
 log = logging.getLogger("app")
+# What a page on another origin listed in PIXELCNN_CORS_ORIGINS may read of an answer.
+EXPOSED_HEADERS = [
+    "X-Model",
+    "X-Seeds",
+    "X-Labels",
+    "X-Bits-Per-Dim",
+    "X-Factor",
+    "X-Bytes",
+    "X-Images",
+    "Retry-After",
+]
 STATIC = Path(__file__).resolve().parent / "static"
-ModelLoader = Callable[[Settings], PixelCNN]
 
 
-def load_weights(settings: Settings) -> PixelCNN:
-    return load(settings.weights)
+def reload_on_sighup(registry: ModelRegistry) -> None:
+    """``kill -HUP`` reloads the models (where this thread may take signals: ``python -m app``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        log.info("SIGHUP: reloading the models")
+        future = loop.run_in_executor(None, registry.reload)
+        future.add_done_callback(report)
+
+    def report(future: asyncio.Future[ReloadReport]) -> None:
+        if future.exception() is not None:
+            log.error("reload failed: %s", future.exception())
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
 
-def label_classifier(model: PixelCNN, settings: Settings) -> Classifier | None:
-    """The classifier that guesses labels for /compress and /upscale, when one is set and fits."""
-    if settings.classifier is None:
-        return None
-    try:
-        classifier, why_not = classifier_for(model, settings.classifier)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc} (set PIXELCNN_CLASSIFIER= empty to serve without one)") from exc
-    if why_not and model.config.num_classes:
-        log.warning("no label classifier (/compress searches, /upscale infers), since %s", why_not)
-    return classifier
-
-
-def create_app(settings: Settings | None = None, model_loader: ModelLoader | None = None) -> FastAPI:
-    """Build the service. The model is loaded in the lifespan, never at import time."""
+def create_app(
+    settings: Settings | None = None,
+    models: Mapping[str, PixelCNN] | None = None,
+    on_use: Callable[[str], Awaitable[object]] | None = None,
+) -> FastAPI:
+    """Build the service; ``models`` (name -> model) replaces the weights files, for tests;
+    ``on_use`` hears the name of every model a request uses (Ray Serve's multiplexing).
+    The default model is loaded in the lifespan, never at import time; others on first use."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -59,24 +93,42 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         current = app.dependency_overrides.get(get_settings, get_settings)()
         if current.torch_threads:
             torch.set_num_threads(current.torch_threads)
+        worker = InferenceWorker(current, metrics)
         try:
-            model = (model_loader or load_weights)(current)
-            classifier = label_classifier(model, current)
-        except CheckpointError as exc:
+            registry = ModelRegistry(current, worker, models)
+            default = registry.load_default()
+        except (CheckpointError, RepositoryError) as exc:
             log.error("cannot start: %s", exc)
             raise
-        weights = None if model_loader else current.weights
-        worker = InferenceWorker(model, current, metrics)
+        try:
+            store = JobStore(current.job_store, current.max_stored_jobs, current.max_stored_bytes)
+        except Exception as exc:
+            log.error(
+                "cannot start: the job store %s cannot be opened: %s",
+                without_password(current.job_store),
+                exc,
+            )
+            raise
+        worker.after_batch = registry.trim
         worker.start()
-        app.state.serving = Serving(model, describe(model, weights), worker, metrics, classifier)
+        jobs = JobRunner(app, store, current, worker)
+        app.state.service = Service(registry, worker, metrics, on_use, jobs)
+        await jobs.start()
+        reload_on_sighup(registry)
         log.info(
-            "serving %s (%s parameters)", weights or "an in-memory model", f"{model.parameter_count():,}"
+            "serving %d model(s): %s; default %s (%s parameters)",
+            len(registry.entries),
+            ", ".join(sorted(registry.entries)),
+            default.tag,
+            f"{default.model.parameter_count():,}",
         )
         try:
             yield
         finally:
+            await jobs.stop()
             worker.stop()
-            app.state.serving = None
+            store.close()
+            app.state.service = None
 
     # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline
     # package (under /static-offline-docs), not a CDN: the docs work without internet
@@ -85,10 +137,10 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         title="PixelCNN service",
         version="0.1.0",
         description="Generate new images, complete partly masked ones, score them pixel by pixel, "
-        "compress them losslessly and enlarge small ones (super-resolution) with a PixelCNN: by "
-        "default one trained on Fashion-MNIST, or any model trained with `python -m model.train` on "
-        "your own images (GET /model gives its size and class names). Errors are JSON objects "
-        "with a 'detail' message.",
+        "compress them losslessly and enlarge small ones (super-resolution) with PixelCNN models: by "
+        "default one trained on Fashion-MNIST, or any trained with `python -m model.train` on "
+        "your own images. One service may host several (GET /models lists them; every route takes "
+        "a 'model' field). Errors are JSON objects with a 'detail' message.",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the online validator
         # No /path/ -> /path redirects: Starlette builds them from the Host header.
@@ -96,10 +148,11 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
-    limit = (settings or get_settings()).max_upload_bytes
-    body_timeout = (settings or get_settings()).body_timeout_s
+    configured = settings or get_settings()
+    keys = read_keys(configured.api_keys_file) if configured.api_keys_file else None
     install_error_handlers(app)
-    for module in (generate, complete, upscale, likelihood, codec, meta):
+    app.add_exception_handler(Deferred, accept_job)
+    for module in (generate, complete, upscale, likelihood, codec, meta, admin, job_routes):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -108,9 +161,23 @@ def create_app(settings: Settings | None = None, model_loader: ModelLoader | Non
         """The page's icon, at the path browsers ask for unprompted (a PNG: they all read it)."""
         return FileResponse(STATIC / "favicon.png", media_type="image/png")
 
-    app.add_middleware(BodySizeLimit, max_bytes=limit)
-    app.add_middleware(BodyTimeout, seconds=body_timeout)
+    # The last added runs first: metrics see every answer, refusals included; CORS answers
+    # its preflights before keys are asked for.
+    app.add_middleware(AsyncJobs)
+    app.add_middleware(BodySizeLimit, max_bytes=configured.max_upload_bytes)
+    app.add_middleware(BodyTimeout, seconds=configured.body_timeout_s)
     app.add_middleware(DocsPolicy)
+    app.add_middleware(ModelHeader)
+    app.add_middleware(Access, keys=keys, origins=configured.allowed_origins)
+    if configured.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(configured.allowed_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept", MODEL_HEADER],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -14,7 +14,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "pixelcnn_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+            "pixelcnn_requests",
+            "HTTP requests by route, status and model ('' for routes of no model)",
+            ["route", "status", "model"],
+            registry=r,
         )
         self.latency = Histogram(
             "pixelcnn_request_seconds",
@@ -26,11 +29,23 @@ class Metrics:
         self.queue_depth = Gauge("pixelcnn_queue_images", "images waiting for the worker", registry=r)
         self.batch_size = Histogram(
             "pixelcnn_batch_images",
-            "images per merged batch",
+            "images per merged batch, by model",
+            ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
-        self.images_generated = Counter("pixelcnn_images_generated", "images sampled", registry=r)
+        self.images_generated = Counter(
+            "pixelcnn_images_generated", "images sampled by /generate, by model", ["model"], registry=r
+        )
+        self.client_requests = Counter(
+            "pixelcnn_client_requests",
+            "HTTP requests by client (an API key's name; 'anonymous' without one) and status",
+            ["client", "status"],
+            registry=r,
+        )
+        self.client_images = Counter(
+            "pixelcnn_client_images", "images of work queued, by client", ["client"], registry=r
+        )
         self.rejections = Counter(
             "pixelcnn_rejections", "requests refused or dropped by reason", ["reason"], registry=r
         )
@@ -60,6 +75,13 @@ def route_template(scope: Scope) -> str | None:
     return partial
 
 
+def request_model(scope: Scope) -> str:
+    """The name of the model a request was served by ('' when none: not a model route, or
+    refused before a model was chosen); routes record it with ``app.serving.resolve``."""
+    served = scope.get("state", {}).get("served_model")
+    return str(getattr(served, "name", ""))
+
+
 class MetricsMiddleware:
     """Counts every HTTP request by its route template and status, and times it."""
 
@@ -84,7 +106,10 @@ class MetricsMiddleware:
             # Routing leaves the matched APIRoute in the scope; FastAPI's own routes and mounts
             # do not, so they are matched above. Anything else is "unmatched".
             route = getattr(scope.get("route"), "path_format", None) or own_route or "unmatched"
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            model = request_model(scope)
+            self.metrics.requests.labels(route=route, status=str(status), model=model).inc()
+            client = getattr(scope.get("state", {}).get("client"), "name", "anonymous")
+            self.metrics.client_requests.labels(client=client, status=str(status)).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
 
         async def send_and_record(message: Message) -> None:

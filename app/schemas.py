@@ -13,6 +13,10 @@ from model.data import class_index
 SEED_LIMIT = 2**32
 MAX_TEMPERATURE = 10.0
 Format = Literal["png", "json"]
+MODEL_FIELD = "which model (GET /models lists them); left out: the default model"
+CALLBACK_FIELD = (
+    "with Prefer: respond-async: a URL on an allowed host to POST the job's status to when it ends"
+)
 LabelInput = int | str | None
 
 
@@ -76,6 +80,8 @@ class GenerateRequest(BaseModel):
     )
     format: Format = "png"
     scale: Annotated[int, Field(ge=1, le=16, description="nearest-neighbour upscaling")] = 1
+    model: Annotated[str | None, Field(max_length=200, description=MODEL_FIELD)] = None
+    callback_url: Annotated[str | None, Field(max_length=2000, description=CALLBACK_FIELD)] = None
 
     @field_validator("label", mode="before")
     @classmethod
@@ -94,6 +100,9 @@ class ImageResult(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    name: str = Field(
+        description="the model's name (its weights file's stem): the 'model' field of every route"
+    )
     arch: str
     config: dict[str, Any]
     parameters: int
@@ -112,6 +121,29 @@ class ModelInfo(BaseModel):
     training: dict[str, Any] = Field(
         description="training facts: data, epochs, steps, hardware, hyperparameters (settings), the "
         "sha256, epochs and steps of the weights training started from (started_from), per-class figures"
+    )
+
+
+class ModelStatus(BaseModel):
+    name: str
+    default: bool = Field(description="requests that name no model get this one")
+    loaded: bool = Field(description="in memory now (models load on first use)")
+    error: str | None = Field(description="why the model cannot serve (its requests get 503), or null")
+    reload_error: str | None = Field(
+        description="why the last replacement of its file was refused (the weights before it keep serving)"
+    )
+    info: ModelInfo | None = Field(
+        description="what GET /models/{name} gives; null when the file is unreadable"
+    )
+
+
+class ReloadReport(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    replaced: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    refused: dict[str, str] = Field(
+        default_factory=dict,
+        description="files that failed to load, with why: the weights before them keep serving",
     )
 
 
@@ -161,7 +193,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the refusals a route can give, all with the ``ErrorResponse`` body."""
     meaning = {
         400: "the upload could not be decoded (empty, truncated or corrupt)",
-        404: "not found",
+        403: "this route is for administrators (loopback)",
+        404: "not found (an unknown model: the message lists those there are)",
+        409: "the weights setting names a missing path or two models of one name: nothing changed",
         413: "the body or the image is too large",
         415: "the upload is not an image in an accepted format",
         422: "a parameter is missing or out of range",

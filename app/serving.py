@@ -1,84 +1,93 @@
-"""What the lifespan builds and the routes use: the model, its description and its worker."""
+"""What the lifespan builds and the routes use (the model registry, the inference worker, the
+metrics), and how a request chooses its model.
+
+A request names its model in its ``model`` field (JSON or form), or in the
+``serve_multiplexed_model_id`` header that Ray Serve routes by (accepted under uvicorn too, so
+one client works with both); neither: the default model. Every response of a model route names
+the weights that made it in ``X-Model: name@sha256-prefix``, streamed responses too.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
-from app.errors import ClientError
+from app.asgi import AddHeaders
+from app.durable.callbacks import record_callback
+from app.errors import ClientError, shown
 from app.metrics import Metrics
-from app.schemas import ModelInfo
+from app.models.registry import ModelRegistry
+from app.models.served import ServedModel
+from app.schemas import CALLBACK_FIELD, MODEL_FIELD
 from app.settings import Settings, get_settings
 from app.worker import InferenceWorker
-from model.checkpoint import file_sha256, public_facts, read_metadata
-from model.network.classifier import Classifier
-from model.network.pixelcnn import PixelCNN
-from model.pictures import upscale_factors
+
+if TYPE_CHECKING:
+    from app.durable.runner import JobRunner
+
+MODEL_HEADER = "serve_multiplexed_model_id"  # Ray Serve's model multiplexing header
+TAG_HEADER = "X-Model"
 
 
 @dataclass
-class Serving:
-    model: PixelCNN
-    info: ModelInfo
+class Service:
+    registry: ModelRegistry
     worker: InferenceWorker
     metrics: Metrics
-    classifier: Classifier | None = None  # guesses /compress and /upscale labels
-
-    @property
-    def size(self) -> int:
-        return self.model.config.image_size
-
-    @property
-    def levels(self) -> int:
-        return self.model.config.levels
-
-    @property
-    def colours(self) -> int:
-        """Channels of the model's images: 1 (grayscale) or 3 (RGB)."""
-        return self.model.config.image_channels
+    # Ray Serve's multiplexing: told of each model a request uses, so that Serve routes that
+    # model's requests to the replicas holding it (app.ray_deployment); None under uvicorn.
+    on_use: Callable[[str], Awaitable[object]] | None = None
+    jobs: JobRunner | None = None  # durable jobs (Prefer: respond-async): app.durable
 
 
-def _number(metadata: dict[str, str], key: str) -> float | None:
-    try:
-        return float(json.loads(metadata[key]))
-    except (KeyError, ValueError, TypeError):
-        return None
+def get_service(request: Request) -> Service:
+    service: Service | None = getattr(request.app.state, "service", None)
+    if service is None:
+        raise ClientError(503, "the service is still starting", headers={"Retry-After": "5"})
+    return service
 
 
-def describe(model: PixelCNN, weights: Path | None) -> ModelInfo:
-    """The ``/model`` description, from the config and the weights file's metadata.
-
-    ``training`` holds only the facts ``public_facts`` allows (figures, counts, hardware,
-    hyperparameters), never a path or a command line, whatever the file holds.
-    """
-    metadata = read_metadata(weights) if weights is not None and weights.is_file() else {}
-    k = model.config.num_classes
-    return ModelInfo(
-        arch=model.config.arch,
-        config=json.loads(model.config.to_json()),
-        parameters=model.parameter_count(),
-        image_size=model.config.image_size,
-        image_channels=model.config.image_channels,
-        classes=list(model.config.label_names) if k else None,
-        upscale_factors=list(upscale_factors(model.config.image_size)),
-        weights=weights.name if weights is not None else "in-memory",
-        sha256=file_sha256(weights) if weights is not None and weights.is_file() else "",
-        test_bits_per_dim=_number(metadata, "test_bits_per_dim"),
-        validation_bits_per_dim=_number(metadata, "validation_bits_per_dim"),
-        training=public_facts(metadata),
-    )
+async def resolve(request: Request, name: str | None) -> ServedModel:
+    """The loaded model a request asked for (404 unknown, 503 unloadable), loading it if need be."""
+    service = get_service(request)
+    header = request.headers.get(MODEL_HEADER) or None
+    name = name or None
+    if name and header and name != header:
+        raise ClientError(
+            400, f"the 'model' field ({shown(name)}) and the {MODEL_HEADER} header ({shown(header)}) disagree"
+        )
+    chosen = name or header or service.registry.default
+    service.registry.entry(chosen)  # 404 for an unknown name, before Serve hears of it
+    if service.on_use is not None:
+        await service.on_use(chosen)
+    served = await run_in_threadpool(service.registry.get, chosen)
+    request.state.served_model = served  # read by ModelHeader and the metrics
+    return served
 
 
-def get_serving(request: Request) -> Serving:
-    serving: Serving | None = getattr(request.app.state, "serving", None)
-    if serving is None:
-        raise ClientError(503, "the model is not loaded yet", headers={"Retry-After": "5"})
-    return serving
+async def form_model(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    model: Annotated[str | None, Form(max_length=200, description=MODEL_FIELD)] = None,
+    callback_url: Annotated[str | None, Form(max_length=2000, description=CALLBACK_FIELD)] = None,
+) -> ServedModel:
+    record_callback(callback_url, settings)
+    return await resolve(request, model)
 
 
-ServingDep = Annotated[Serving, Depends(get_serving)]
+class ModelHeader(AddHeaders):
+    """A response of a model route says which weights made it (``X-Model``)."""
+
+    def headers(self, scope: Scope) -> dict[str, str]:
+        served = scope.get("state", {}).get("served_model")
+        return {TAG_HEADER: served.tag} if served is not None else {}
+
+
+ServingDep = Annotated[ServedModel, Depends(form_model)]  # the model a multipart request names
+ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

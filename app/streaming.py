@@ -26,19 +26,21 @@ from typing import Any
 import torch
 from fastapi import Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
+from mimeparse import MimeTypeParseException, parse_media_range, quality
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import png_bytes, to_uint8_images
 from app.jobs import GenerateJob, ParticleJob
+from app.models.served import ServedModel
 from app.progress import Progress
-from app.serving import Serving
 from app.worker import Ticket
 from model.pictures import image_grid
 
 log = logging.getLogger("app")
 GREY = 128  # a pixel the sampler has not drawn yet
 EVENT_STREAM = "text/event-stream"
+PLAIN_TYPES = ("image/png", "application/json")  # what a streamable route answers otherwise
 # For a route's ``responses``: what a streamed answer is.
 STREAM_RESPONSE: dict[str, Any] = {
     EVENT_STREAM: {
@@ -52,7 +54,17 @@ StreamedJob = GenerateJob | ParticleJob  # the jobs with a row hook
 
 
 def wants_stream(request: Request) -> bool:
-    return EVENT_STREAM in request.headers.get("accept", "").lower()
+    """The client prefers server-sent events: its ``Accept`` names ``text/event-stream`` itself
+    (not by a wildcard) with a q-value above 0 and no lower than any other type the route
+    answers with (parsed by python-mimeparse; an unparsable header gets the plain answer)."""
+    accept = request.headers.get("accept", "")
+    try:
+        named = any(parse_media_range(part)[:2] == ("text", "event-stream") for part in accept.split(","))
+        stream_q = quality(EVENT_STREAM, accept) if named else 0.0
+        plain_q = max(quality(kind, accept) for kind in PLAIN_TYPES)
+    except (MimeTypeParseException, ValueError):
+        return False
+    return stream_q > 0 and stream_q >= plain_q
 
 
 def event(name: str, data: Any) -> bytes:
@@ -79,7 +91,7 @@ def partial_pngs(
 
 
 def stream(
-    serving: Serving,
+    serving: ServedModel,
     job: StreamedJob,
     finish: Callable[[Any], Response],
     *,
@@ -90,13 +102,13 @@ def stream(
     result into the route's ``format=json`` response, whose body is the ``result`` event."""
     progress = Progress(asyncio.get_running_loop())
     job.progress = progress
-    ticket = serving.worker.enqueue(job)
+    ticket = serving.enqueue(job)
     events = _events(serving, ticket, progress, finish, scale=scale, known=known)
     return EventSourceResponse(events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _events(
-    serving: Serving,
+    serving: ServedModel,
     ticket: Ticket,
     progress: Progress,
     finish: Callable[[Any], Response],
@@ -129,4 +141,4 @@ async def _events(
             progress.cancelled = True
             waiting.cancel()  # takes it out of the queue if it is still there
             ticket.future.cancel()  # nobody will read its result
-            serving.metrics.rejections.labels(reason="cancelled").inc()
+            serving.worker.metrics.rejections.labels(reason="cancelled").inc()

@@ -1,9 +1,11 @@
-"""The inference worker: one thread owns the model; requests queue up and get merged.
+"""The inference worker: one thread runs every model's jobs; requests queue up and get merged.
 
-Routes ``await worker.submit(job)`` with a job from ``app.jobs``; the worker thread takes the
-oldest job, and for kinds that can be merged (generation, likelihood: a ``merge_key``) waits
-up to ``max_batch_delay_ms`` for more compatible jobs, up to ``max_batch_size`` images, then
-runs them as one batch and splits the results. Seeds are per image, so a request's images
+Routes ``await served.submit(job)`` with a job from ``app.jobs`` and the loaded model it runs
+on (``app.models.served``); the worker thread takes the oldest job, and for kinds that can be
+merged (generation, likelihood: a ``merge_key``) waits up to ``max_batch_delay_ms`` for more
+compatible jobs of the same model version, up to ``max_batch_size`` images, then runs them as
+one batch and splits the results. One thread for all models keeps them from fighting over the
+cores, and one queue shares its limit fairly between them. Seeds are per image, so a request's images
 do not depend on what it was batched with. The queue is bounded in images: past
 ``max_queue`` a request is refused at once with 503 and ``Retry-After``. A job whose client
 has gone away, or that waited longer than ``request_timeout_s``, is dropped without costing
@@ -17,30 +19,42 @@ import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from starlette.requests import Request
 
+from app.durable.context import Deferred, deferring, replaying
 from app.errors import ClientError
 from app.jobs import Job
 from app.metrics import Metrics
+from app.security.access import Client, current_client
+from app.security.quota import QueuedPerClient, RateLimit
 from app.settings import Settings
-from model.network.pixelcnn import PixelCNN
+
+if TYPE_CHECKING:
+    from app.models.served import ServedModel
 
 R = TypeVar("R")
 
 
 @dataclass(eq=False)  # compared by identity: a queue search must never compare tensors
 class Ticket:
-    """A queued job, with the event loop and future of the request that waits for it."""
+    """A queued job, the model version it runs on, and the event loop and future of the
+    request that waits for it."""
 
     job: Job[Any]
+    served: ServedModel
+    client: Client
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    released: bool = False  # no longer counted as the model's work
+    # Counted against its client's limits; a replayed durable job was, when it was accepted.
+    counted: bool = field(default_factory=lambda: replaying.get() is None)
 
     @property
     def images(self) -> int:
@@ -48,19 +62,26 @@ class Ticket:
 
     def merges_with(self, first: Ticket) -> bool:
         key = first.job.merge_key()
-        return key is not None and type(self.job) is type(first.job) and self.job.merge_key() == key
+        return (
+            key is not None
+            and self.served is first.served
+            and type(self.job) is type(first.job)
+            and self.job.merge_key() == key
+        )
 
 
 class InferenceWorker:
-    def __init__(self, model: PixelCNN, settings: Settings, metrics: Metrics):
-        self.model = model
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
         self.queue: deque[Ticket] = deque()
         self.pending_images = 0
+        self.per_client = QueuedPerClient(settings.max_queued_per_client, metrics)
+        self.rate = RateLimit(settings.rate_images_per_min, settings.rate_limit_storage, metrics)
         self.condition = threading.Condition()
         self.running = False
         self.thread = threading.Thread(target=self._loop, name="inference-worker", daemon=True)
+        self.after_batch: Callable[[], None] | None = None  # the registry unloads idle models here
 
     # --- the event-loop side ----------------------------------------------------------------
     def start(self) -> None:
@@ -73,8 +94,10 @@ class InferenceWorker:
             left = list(self.queue)
             self.queue.clear()
             self.pending_images = 0
+            self.per_client.queued.clear()
             self.condition.notify_all()
         for ticket in left:
+            self._release(ticket)
             self._resolve(ticket, None, ClientError(503, "the server is shutting down", {"Retry-After": "5"}))
         self.thread.join(timeout=30)
 
@@ -82,15 +105,16 @@ class InferenceWorker:
     def alive(self) -> bool:
         return self.running and self.thread.is_alive()
 
-    async def submit(self, job: Job[R], request: Request | None = None) -> R:
-        """Queue a job and wait for its result (503 when overloaded or too slow)."""
-        return await self.wait(self.enqueue(job), request)
+    async def submit(self, job: Job[R], served: ServedModel, request: Request | None = None) -> R:
+        """Queue a job on ``served`` and wait for its result (503 when overloaded or too slow)."""
+        return await self.wait(self.enqueue(job, served), request)
 
-    def enqueue(self, job: Job[Any]) -> Ticket:
-        """Queue a job at once, or refuse it (422 too big, 503 overloaded): ``wait`` for it next."""
+    def enqueue(self, job: Job[Any], served: ServedModel) -> Ticket:
+        """Queue a job at once, or refuse it (422 too big, 503 overloaded, 429 past the client's
+        limits): ``wait`` for it next. The client is the request's (``current_client``)."""
         loop = asyncio.get_running_loop()
         images = job.images
-        ticket = Ticket(job, loop, loop.create_future())
+        ticket = Ticket(job, served, current_client.get(), loop, loop.create_future())
         with self.condition:
             if not self.running or not self.thread.is_alive():
                 raise ClientError(503, "the inference worker is not running", headers={"Retry-After": "5"})
@@ -108,7 +132,19 @@ class InferenceWorker:
                     f"{self.settings.max_queue}); retry shortly",
                     headers={"Retry-After": "1"},
                 )
+            if ticket.counted:
+                self.per_client.join(ticket.client, images)
+                try:
+                    self.rate.charge(ticket.client, images)
+                except ClientError:
+                    self.per_client.leave(ticket.client, images)
+                    raise
+            if deferring.get() is not None:  # Prefer: respond-async: the work becomes a stored job
+                if ticket.counted:
+                    self.per_client.leave(ticket.client, images)
+                raise Deferred(images)
             self.queue.append(ticket)
+            served.hold(1)
             self.pending_images += images
             self.metrics.queue_depth.set(self.pending_images)
             self.condition.notify_all()
@@ -130,6 +166,7 @@ class InferenceWorker:
                 watcher.cancel()
             if ticket.future not in done:  # timed out, client gone, or this task was cancelled
                 self._cancel(ticket)
+                ticket.future.cancel()  # nobody will read what the worker makes of it
         if ticket.future in done:
             return ticket.future.result()
         if watcher is not None and watcher in done:
@@ -152,12 +189,23 @@ class InferenceWorker:
             if ticket in self.queue:
                 self.queue.remove(ticket)
                 self.pending_images -= ticket.images
+                if ticket.counted:
+                    self.per_client.leave(ticket.client, ticket.images)
                 self.metrics.queue_depth.set(self.pending_images)
+                self._release(ticket)
+
+    def _release(self, ticket: Ticket) -> None:
+        """The ticket no longer counts as its model's work (once, however it ended)."""
+        if not ticket.released:
+            ticket.released = True
+            ticket.served.hold(-1)
 
     # --- the worker thread ------------------------------------------------------------------
     def _take(self, ticket: Ticket) -> None:
         self.queue.remove(ticket)
         self.pending_images -= ticket.images
+        if ticket.counted:
+            self.per_client.leave(ticket.client, ticket.images)
         self.metrics.queue_depth.set(self.pending_images)
 
     def _next_batch(self) -> list[Ticket] | None:
@@ -194,10 +242,19 @@ class InferenceWorker:
             batch = self._next_batch()
             if batch is None:
                 return
-            live = [ticket for ticket in batch if not ticket.cancelled and not ticket.future.done()]
-            if not live:
-                continue
-            self.metrics.batch_size.observe(sum(ticket.images for ticket in live))
+            try:
+                self._run_batch(batch)
+            finally:
+                for ticket in batch:
+                    self._release(ticket)
+                if self.after_batch is not None:
+                    self.after_batch()
+
+    def _run_batch(self, batch: list[Ticket]) -> None:
+        live = [ticket for ticket in batch if not ticket.cancelled and not ticket.future.done()]
+        if live:
+            name = batch[0].served.name
+            self.metrics.batch_size.labels(model=name).observe(sum(ticket.images for ticket in live))
             try:
                 results = self._run(live)
             except ValueError as exc:
@@ -231,5 +288,5 @@ class InferenceWorker:
         """Merge the batch's jobs into one, run it, and split its result per job."""
         jobs = [ticket.job for ticket in tickets]
         merged = type(jobs[0]).merge(jobs)
-        result = merged.run(self.model, self.metrics)
+        result = merged.run(tickets[0].served, self.metrics)
         return merged.split(result, [job.images for job in jobs])

@@ -3,6 +3,7 @@ Debian's headless Chromium for the web page's tests."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from model.checkpoint import load
 from model.data import FASHION_CLASSES
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from model.training import Trainer, TrainSettings
+from tests.databases import postgres_url  # noqa: F401 (the PostgreSQL fixture, for any module)
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pixelcnn-gated-fmnist.safetensors"
 
@@ -30,6 +32,19 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def throwaway_job_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The apps tests build keep durable jobs in a database of this session, not in state/."""
+    folder = tmp_path_factory.mktemp("jobs")
+    before = os.environ.get("PIXELCNN_JOB_STORE")
+    os.environ["PIXELCNN_JOB_STORE"] = f"sqlite:///{folder}/jobs.sqlite3"
+    yield
+    if before is None:
+        os.environ.pop("PIXELCNN_JOB_STORE", None)
+    else:
+        os.environ["PIXELCNN_JOB_STORE"] = before
 
 
 @contextmanager

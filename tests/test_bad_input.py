@@ -37,7 +37,7 @@ def client() -> Iterator[httpx.Client]:
         max_upload_bytes=MAX_UPLOAD,
         max_image_pixels=MAX_PIXELS,
     )
-    app = create_app(settings, model_loader=lambda s: model)
+    app = create_app(settings, models={"model": model})
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         yield c
 

@@ -37,7 +37,7 @@ GRAY = png(Image.new("L", (28, 28), 90))
 def url() -> Iterator[str]:
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=5)
     settings = Settings(max_batch_delay_ms=2, max_upload_bytes=300_000, body_timeout_s=1.0)
-    app = create_app(settings, model_loader=lambda s: model)
+    app = create_app(settings, models={"model": model})
     with running_server(app) as base:
         yield base
 
@@ -108,7 +108,7 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(url: str)
 def launcher_url() -> Iterator[str]:
     """A server with the protocol that ``python -m app`` serves with, headers timed at 1 s."""
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=5)
-    app = create_app(Settings(max_batch_delay_ms=2), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=2), models={"model": model})
     with running_server(app, http=header_timeout_protocol(1.0)) as base:
         yield base
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from app.main import create_app
-from app.serving import describe
+from app.models.served import describe
 from app.settings import Settings
 from model.checkpoint import load, read_metadata, save
 from model.network.pixelcnn import PixelCNN
@@ -35,7 +35,9 @@ def test_the_shipped_weights_metadata_holds_facts_but_no_paths(shipped_model: Pi
     started = json.loads(metadata["started_from"])
     assert len(started["sha256"]) == 64 and started["steps"] > 0
     assert json.loads(metadata["settings"])["lr"] > 0
-    assert_no_local_paths(describe(shipped_model, SHIPPED_WEIGHTS).model_dump_json())
+    assert_no_local_paths(
+        describe("fmnist", shipped_model.config, metadata, SHIPPED_WEIGHTS.name, "").model_dump_json()
+    )
 
 
 def test_model_info_and_json_responses_show_only_allowed_facts(tmp_path: Path) -> None:

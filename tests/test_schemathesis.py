@@ -20,9 +20,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 def test_no_server_errors_and_responses_match_the_schema(tmp_path: Path) -> None:
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=6)
-    app = create_app(
-        Settings(max_batch_delay_ms=2, max_images=8, max_particles=4), model_loader=lambda s: model
-    )
+    app = create_app(Settings(max_batch_delay_ms=2, max_images=8, max_particles=4), models={"model": model})
     with running_server(app) as url:
         result = subprocess.run(
             [

@@ -30,7 +30,7 @@ def tiny() -> PixelCNN:
 
 @pytest.fixture(scope="module")
 def client(tiny: PixelCNN) -> Iterator[httpx.Client]:
-    app = create_app(Settings(max_batch_delay_ms=5, max_images=16), model_loader=lambda s: tiny)
+    app = create_app(Settings(max_batch_delay_ms=5, max_images=16), models={"tiny": tiny})
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         yield c
 
@@ -182,8 +182,9 @@ def test_likelihood_json_equals_the_library_and_png_is_a_heatmap(
 def test_metrics_count_requests(client: httpx.Client) -> None:
     client.post("/generate", json={"n": 1, "seed": 1})
     text = client.get("/metrics").text
-    assert 'pixelcnn_requests_total{route="/generate",status="200"}' in text
-    assert "pixelcnn_batch_images_bucket" in text and "pixelcnn_images_generated_total" in text
+    assert 'pixelcnn_requests_total{model="tiny",route="/generate",status="200"}' in text
+    assert 'pixelcnn_batch_images_bucket{le="1.0",model="tiny"}' in text
+    assert 'pixelcnn_images_generated_total{model="tiny"}' in text
 
 
 def test_metrics_count_the_docs_and_the_schema_under_their_own_routes(client: httpx.Client) -> None:
@@ -191,9 +192,9 @@ def test_metrics_count_the_docs_and_the_schema_under_their_own_routes(client: ht
         client.get(path)
     text = client.get("/metrics").text
     for route in ("/docs", "/redoc", "/openapi.json", "/static-offline-docs/{path}"):
-        assert f'pixelcnn_requests_total{{route="{route}",status="200"}}' in text, route
+        assert f'pixelcnn_requests_total{{model="",route="{route}",status="200"}}' in text, route
     unmatched = [line for line in text.splitlines() if 'route="unmatched"' in line and "_total" in line]
-    assert unmatched == ['pixelcnn_requests_total{route="unmatched",status="404"} 1.0'], unmatched
+    assert unmatched == ['pixelcnn_requests_total{model="",route="unmatched",status="404"} 1.0'], unmatched
 
 
 def test_openapi_documents_png_responses(client: httpx.Client) -> None:

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app.main import create_app, label_classifier
+from app.main import create_app
+from app.models.registry import label_classifier
 from app.settings import Settings
 from model.checkpoint import CheckpointError
 from model.classifier import DEFAULT_CLASSIFIER, load_classifier
@@ -35,7 +36,7 @@ def served() -> PixelCNN:
 
 @pytest.fixture(scope="module")
 def client(served: PixelCNN) -> Iterator[httpx.Client]:
-    app = create_app(Settings(max_batch_delay_ms=2, max_images=40), model_loader=lambda s: served)
+    app = create_app(Settings(max_batch_delay_ms=2, max_images=40), models={"served": served})
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         yield c
 
@@ -94,7 +95,7 @@ def test_the_labels_are_the_classifiers_guesses_or_the_fewest_bits_without_one(
     guessed = client.post("/compress", files=files)
     assert guessed.status_code == 200, guessed.text
     assert guessed.content == compress(served, images, classifier=load_classifier(DEFAULT_CLASSIFIER))
-    app = create_app(Settings(max_batch_delay_ms=2, classifier=None), model_loader=lambda s: served)
+    app = create_app(Settings(max_batch_delay_ms=2, classifier=None), models={"served": served})
     with running_server(app) as url:
         fewest = httpx.post(f"{url}/compress", files=files, timeout=120)
     assert fewest.status_code == 200, fewest.text

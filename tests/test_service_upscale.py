@@ -32,7 +32,7 @@ def tiny() -> PixelCNN:
 @pytest.fixture(scope="module")
 def client(tiny: PixelCNN) -> Iterator[httpx.Client]:
     settings = Settings(max_batch_delay_ms=5, max_images=8, max_particles=8, max_completion_batch=32)
-    app = create_app(settings, model_loader=lambda s: tiny)
+    app = create_app(settings, models={"tiny": tiny})
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         yield c
 
@@ -94,7 +94,7 @@ def test_one_png_by_default_with_the_classifiers_guess_as_label(client: httpx.Cl
 def test_without_a_classifier_each_result_infers_its_label_and_reports_it(tiny: PixelCNN) -> None:
     small = small_image(7)
     files = {"image": ("s.png", png(small), "image/png")}
-    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: tiny)
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), models={"tiny": tiny})
     with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         r = c.post("/upscale", files=files, data={"n": "1", "seed": "4", "particles": "3"})
         assert r.status_code == 200, r.text
@@ -157,7 +157,7 @@ def test_uploads_that_are_not_images_are_refused(client: httpx.Client) -> None:
 
 
 def test_it_runs_on_the_worker_within_the_queue_limit(tiny: PixelCNN) -> None:
-    app = create_app(Settings(max_queue=4), model_loader=lambda s: tiny)
+    app = create_app(Settings(max_queue=4), models={"tiny": tiny})
     with running_server(app) as url:
         files = {"image": ("s.png", png(small_image(7)), "image/png")}
         r = httpx.post(url + "/upscale", files=files, data={"n": "2", "particles": "3"}, timeout=60)

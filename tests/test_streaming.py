@@ -36,7 +36,7 @@ SIZE = 10  # the test model's image side: 10 rows
 def served() -> Iterator[tuple[FastAPI, httpx.Client]]:
     model = random_model("gated", 10, size=SIZE, levels=16, seed=2)
     settings = Settings(max_batch_delay_ms=5, max_queue=8, torch_threads=1)
-    service = create_app(settings, model_loader=lambda s: model)
+    service = create_app(settings, models={"model": model})
     with running_server(service) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield service, client
 
@@ -87,7 +87,9 @@ def same_images(got: dict[str, Any], alone: dict[str, Any]) -> None:
 
 
 CANCELLED = 'pixelcnn_rejections_total{reason="cancelled"}'
-GENERATED = "pixelcnn_images_generated_total"
+GENERATED = 'pixelcnn_images_generated_total{model="model"}'
+BATCHES = 'pixelcnn_batch_images_count{model="model"}'
+BATCH_IMAGES = 'pixelcnn_batch_images_sum{model="model"}'
 QUEUED = "pixelcnn_queue_images"
 
 
@@ -100,7 +102,9 @@ def hold_worker(service: FastAPI) -> Callable[[], None]:
         release.wait(60)
 
     job = CallJob(hold)
-    thread = threading.Thread(target=asyncio.run, args=(service.state.serving.worker.submit(job),))
+    thread = threading.Thread(
+        target=asyncio.run, args=(service.state.service.registry.get(None).submit(job),)
+    )
     thread.start()
     assert started.wait(30)
 
@@ -212,7 +216,7 @@ def test_a_plain_request_merged_with_a_closed_stream_is_unaffected(
     plain_body = {"n": 2, "seed": 200, "format": "json"}
     alone = client.post("/generate", json=plain_body).json()
     cancelled, generated = metric(client, CANCELLED), metric(client, GENERATED)
-    batches = metric(client, "pixelcnn_batch_images_count"), metric(client, "pixelcnn_batch_images_sum")
+    batches = metric(client, BATCHES), metric(client, BATCH_IMAGES)
     gate = RowGate(monkeypatch, at=2)
     pool = ThreadPoolExecutor(1)
     let_go = hold_worker(service)
@@ -234,7 +238,7 @@ def test_a_plain_request_merged_with_a_closed_stream_is_unaffected(
     same_images(merged.json(), alone)
     assert metric(client, GENERATED) == generated + 2  # the streamed request's 3 were dropped
     # One batch held the worker (1 image), then one merged batch of 3 + 2.
-    after = metric(client, "pixelcnn_batch_images_count"), metric(client, "pixelcnn_batch_images_sum")
+    after = metric(client, BATCHES), metric(client, BATCH_IMAGES)
     assert (after[0] - batches[0], after[1] - batches[1]) == (2, 6)
 
 

@@ -27,13 +27,15 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
     model = named(
         random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4), FASHION_CLASSES
     )
-    app = create_app(Settings(max_batch_delay_ms=5), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=5), models={"model": model})
     with running_server(app) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(url + "/")
-        page.wait_for_function("document.querySelector('#model-info').textContent.includes('parameters')")
+        page.wait_for_function(
+            "() => document.querySelector('#model-info').textContent.includes('parameters')"
+        )
         assert page.locator("#gen-label option").count() == 11
 
         page.select_option("#gen-n", "4")
@@ -55,14 +57,14 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
 
         page.click("#score-button")
         page.wait_for_selector("#heatmap:not([hidden])", timeout=60_000)
-        page.wait_for_function("document.querySelector('#heatmap').naturalWidth > 100")
+        page.wait_for_function("() => document.querySelector('#heatmap').naturalWidth > 100")
         assert "bits/dim" in (page.locator("#score-status").text_content() or "")
         assert page.locator("#posterior li").count() == 4
 
         # An error from the server is shown, not swallowed.
         page.fill("#gen-seed", str(2**32 - 1))  # seed + n - 1 must stay below 2**32
         page.click("#generate-button")
-        page.wait_for_function("document.querySelector('#gen-status').classList.contains('error')")
+        page.wait_for_function("() => document.querySelector('#gen-status').classList.contains('error')")
         assert "seed" in (page.locator("#gen-status").text_content() or "")
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         shutil.copy(tmp_path / "page.png", "/tmp/page.png")
@@ -71,7 +73,7 @@ def test_generate_complete_and_score_in_the_browser(browser: Browser, tmp_path: 
 
 def test_the_api_docs_work_offline_with_every_asset_from_the_service(browser: Browser) -> None:
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
-    app = create_app(Settings(), model_loader=lambda s: model)
+    app = create_app(Settings(), models={"model": model})
     with running_server(app) as url:
         context = browser.new_context()
         elsewhere: list[str] = []

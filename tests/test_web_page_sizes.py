@@ -50,7 +50,7 @@ def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url + "/")
-    page.wait_for_function("document.querySelector('#model-info').textContent.includes('parameters')")
+    page.wait_for_function("() => document.querySelector('#model-info').textContent.includes('parameters')")
     return page, errors
 
 
@@ -66,7 +66,7 @@ def decoded(src: str, mode: str = "L") -> np.ndarray:
 
 def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
     model = tiny_model(16, ("cat", "dog", "owl"), seed=3)
-    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), models={"model": model})
     with running_server(app) as url:
         icon = httpx.get(url + "/favicon.ico")
         assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
@@ -95,7 +95,7 @@ def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
         # An empty editor says what to do.
         assert page.locator("#editor-hint").is_visible()
         assert "upload" in (page.locator("#editor-hint").text_content() or "")
-        page.wait_for_function("document.querySelectorAll('#ed-picker canvas').length === 10")
+        page.wait_for_function("() => document.querySelectorAll('#ed-picker canvas').length === 10")
         assert page.eval_on_selector("#ed-picker canvas", "c => c.width") == 16
 
         # Generate by class name: 16x16 images, the bar counting 16 rows.
@@ -109,7 +109,7 @@ def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
 
         # A test image into the editor, its top half completed at 16x16.
         page.locator("#ed-picker canvas").nth(7).click()
-        page.wait_for_function("state.image.some((v) => v > 0)")  # the editor's 16x16 pixels
+        page.wait_for_function("() => state.image.some((v) => v > 0)")  # the editor's 16x16 pixels
         assert page.evaluate("state.image.length") == 16 * 16 * 3  # RGB triples
         page.click("#mask-top")
         page.select_option("#cmp-n", "1")
@@ -120,13 +120,13 @@ def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
         assert decoded(page.locator("#cmp-results img").first.get_attribute("src") or "").shape == (16, 16)
 
         # Upscale a test image (shown at 16x16) by 4: a 4x4 small image, 16x16 samples that agree.
-        page.wait_for_function("document.querySelectorAll('#up-picker canvas').length === 10")
+        page.wait_for_function("() => document.querySelectorAll('#up-picker canvas').length === 10")
         page.locator("#up-picker canvas").nth(1).click()
         page.select_option("#up-n", "1")
         page.select_option("#up-particles", "1")
         page.click("#upscale-button")
         page.wait_for_function(
-            "document.querySelector('#up-status').textContent.includes('block means')", timeout=60_000
+            "() => document.querySelector('#up-status').textContent.includes('block means')", timeout=60_000
         )
         small, _, sample = (
             decoded(page.locator("#up-results img").nth(k).get_attribute("src") or "") for k in range(3)
@@ -138,7 +138,7 @@ def test_a_16x16_model_with_its_own_classes(browser: Browser) -> None:
 
 def test_an_unconditional_model_that_cannot_upscale(browser: Browser) -> None:
     model = tiny_model(11, None, seed=1)  # 11 has no factor that leaves a small image to upscale
-    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), models={"model": model})
     with running_server(app) as url:
         assert httpx.get(url + "/model").json()["upscale_factors"] == []
         page, errors = open_page(browser, url)
@@ -165,7 +165,7 @@ def test_an_unconditional_model_that_cannot_upscale(browser: Browser) -> None:
 
 def test_a_colour_model_draws_in_colour_and_keeps_the_pen_colour(browser: Browser) -> None:
     model = tiny_model(12, None, seed=2, image_channels=3)
-    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=5, classifier=None), models={"model": model})
     with running_server(app) as url:
         page, errors = open_page(browser, url)
         assert "12×12 RGB" in (page.locator("#model-info").text_content() or "")

@@ -33,15 +33,15 @@ def test_the_upscale_panel_shows_small_bicubic_samples_and_truth(
     browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
-    app = create_app(Settings(max_batch_delay_ms=5), model_loader=lambda s: model)
+    app = create_app(Settings(max_batch_delay_ms=5), models={"model": model})
     strip = np.asarray(Image.open(STRIP))
     with running_server(app) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(url + "/")
-        page.wait_for_function("document.querySelectorAll('#up-picker canvas').length === 10")
-        page.wait_for_function("document.querySelector('#up-label').options.length === 11")
+        page.wait_for_function("() => document.querySelectorAll('#up-picker canvas').length === 10")
+        page.wait_for_function("() => document.querySelector('#up-label').options.length === 11")
         factors = page.eval_on_selector("#up-factor", "s => [...s.options].map(o => o.textContent)")
         assert factors == ["2 (14x14)", "4 (7x7)", "7 (4x4)", "from the upload's size"]
         assert "14x14, 7x7 or 4x4" in (page.locator("#up-hint").text_content() or "")
@@ -53,15 +53,15 @@ def test_the_upscale_panel_shows_small_bicubic_samples_and_truth(
         held = RowGate(monkeypatch, at=12, sampler="upscale")  # waits after row 12 until we looked
         page.click("#upscale-button")
         # Streamed: partial rows (grey below) and a progress bar first, then the result.
-        page.wait_for_function("document.querySelector('#up-progress').value === 12", timeout=120_000)
+        page.wait_for_function("() => document.querySelector('#up-progress').value === 12", timeout=120_000)
         assert page.locator("#up-results img.partial").count() == 4
         assert page.locator("#upscale-button").text_content() == "Cancel"
-        page.wait_for_function("document.querySelector('#up-results img.partial').naturalWidth > 0")
+        page.wait_for_function("() => document.querySelector('#up-results img.partial').naturalWidth > 0")
         grey = page.locator("#up-results img.partial").first.evaluate(GREY_ROWS)
         assert grey == [False] * 12 + [True] * 16  # twelve rows drawn, the rest still grey
         held.go.set()
         page.wait_for_function(
-            "document.querySelector('#up-status').textContent.includes('block means')", timeout=120_000
+            "() => document.querySelector('#up-status').textContent.includes('block means')", timeout=120_000
         )
         assert page.locator("#upscale-button").text_content() == "Upscale"
         captions = page.locator("#up-results figcaption").all_text_contents()
@@ -83,7 +83,7 @@ def test_the_upscale_panel_shows_small_bicubic_samples_and_truth(
         page.select_option("#up-n", "1")
         page.click("#upscale-button")
         page.wait_for_function(
-            "document.querySelectorAll('#up-results figure').length === 3 && "
+            "() => document.querySelectorAll('#up-results figure').length === 3 && "
             "!document.querySelector('#up-results img.partial')"
         )
         assert torch.equal(
@@ -91,7 +91,7 @@ def test_the_upscale_panel_shows_small_bicubic_samples_and_truth(
         )
         page.select_option("#up-factor", "2")  # 4x4 is smaller than the 14x14 factor 2 needs
         page.click("#upscale-button")
-        page.wait_for_function("document.querySelector('#up-status').classList.contains('error')")
+        page.wait_for_function("() => document.querySelector('#up-status').classList.contains('error')")
         assert "smaller than the 14x14" in (page.locator("#up-status").text_content() or "")
         page.screenshot(path=str(tmp_path / "upscale.png"), full_page=True)
         assert not errors, errors

@@ -35,26 +35,28 @@ def test_the_page_shows_partial_rows_before_the_result_and_cancel_stops_the_work
     browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = random_model("gated", 10, size=28, levels=256, channels=8, layers=2, seed=4)
-    service = create_app(Settings(max_batch_delay_ms=5, torch_threads=1), model_loader=lambda s: model)
+    service = create_app(Settings(max_batch_delay_ms=5, torch_threads=1), models={"model": model})
     held = RowGate(monkeypatch, at=12)  # the sampler waits after row 12 until the test has looked
     with running_server(service) as url, httpx.Client(base_url=url, timeout=60) as client:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(url + "/")
-        page.wait_for_function("document.querySelector('#model-info').textContent.includes('parameters')")
+        page.wait_for_function(
+            "() => document.querySelector('#model-info').textContent.includes('parameters')"
+        )
 
         page.select_option("#gen-n", "4")
         page.fill("#gen-seed", "3")
         page.click("#generate-button")
-        page.wait_for_function("document.querySelector('#gen-progress').value === 12", timeout=60_000)
+        page.wait_for_function("() => document.querySelector('#gen-progress').value === 12", timeout=60_000)
         assert held.reached.is_set()
         partial = page.locator("#gen-results img.partial")
         assert partial.count() == 4
         assert page.locator("#gen-results img:not(.partial)").count() == 0  # no result yet
         assert page.locator("#generate-button").text_content() == "Cancel"
         assert page.locator("#gen-progress").is_visible()
-        page.wait_for_function("document.querySelector('#gen-results img.partial').naturalWidth > 0")
+        page.wait_for_function("() => document.querySelector('#gen-results img.partial').naturalWidth > 0")
         grey = partial.first.evaluate(GREY_ROWS)
         assert grey == [False] * 12 + [True] * 16  # twelve rows drawn, the rest still grey
         held.go.set()
@@ -67,9 +69,9 @@ def test_the_page_shows_partial_rows_before_the_result_and_cancel_stops_the_work
         cancelled = metric(client, CANCELLED)
         stopped = RowGate(monkeypatch, at=5)
         page.click("#generate-button")
-        page.wait_for_function("document.querySelector('#gen-progress').value === 5", timeout=60_000)
+        page.wait_for_function("() => document.querySelector('#gen-progress').value === 5", timeout=60_000)
         page.click("#generate-button")  # now Cancel
-        page.wait_for_function("document.querySelector('#gen-status').textContent === 'cancelled'")
+        page.wait_for_function("() => document.querySelector('#gen-status').textContent === 'cancelled'")
         wait_until(lambda: metric(client, CANCELLED) == cancelled + 1, "the cancellation on the server")
         stopped.go.set()
         assert page.locator("#generate-button").text_content() == "Generate"

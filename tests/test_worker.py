@@ -18,6 +18,7 @@ from starlette.requests import Request
 from app.errors import ClientError
 from app.jobs import CallJob, GenerateJob
 from app.metrics import Metrics
+from app.models.served import ServedModel, describe
 from app.settings import Settings
 from app.worker import InferenceWorker
 from model.inference.cached import cached_sample
@@ -31,11 +32,23 @@ def model() -> PixelCNN:
     return random_model("gated", 10, size=8, channels=8, layers=2, seed=6)
 
 
+class OneModelWorker(InferenceWorker):
+    """The worker serving one model, as these tests drive it: jobs are submitted without it."""
+
+    def __init__(self, model: PixelCNN, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(settings, metrics)
+        info = describe("tiny", model.config, {}, "in-memory", "")
+        self.served = ServedModel("tiny", model, info, self)
+
+    async def submit(self, job: Any, request: Any = None) -> Any:  # type: ignore[override]
+        return await super().submit(job, self.served, request)
+
+
 @pytest.fixture
-def started(model: PixelCNN, request: pytest.FixtureRequest) -> Iterator[InferenceWorker]:
+def started(model: PixelCNN, request: pytest.FixtureRequest) -> Iterator[OneModelWorker]:
     overrides: dict[str, Any] = getattr(request, "param", {})
     settings = Settings(**{"max_batch_delay_ms": 0, "request_timeout_s": 30, **overrides})
-    worker = InferenceWorker(model, settings, Metrics())
+    worker = OneModelWorker(model, settings, Metrics())
     worker.start()
     yield worker
     worker.stop()
@@ -50,7 +63,7 @@ def generate_job(seeds: list[int]) -> GenerateJob:
     return GenerateJob(*payload(seeds))
 
 
-async def hold(worker: InferenceWorker) -> tuple[threading.Event, asyncio.Future[Any]]:
+async def hold(worker: OneModelWorker) -> tuple[threading.Event, asyncio.Future[Any]]:
     """Occupy the worker with a job that returns once the event is set."""
     release, busy = threading.Event(), threading.Event()
 
@@ -80,7 +93,7 @@ def observed_batches(worker: InferenceWorker) -> list[tuple[float, float]]:
 
 
 def test_queued_requests_merge_into_one_batch_with_the_same_bytes(
-    started: InferenceWorker, model: PixelCNN
+    started: OneModelWorker, model: PixelCNN
 ) -> None:
     async def scenario() -> list[Any]:
         release, blocker = await hold(started)
@@ -105,7 +118,7 @@ def test_queued_requests_merge_into_one_batch_with_the_same_bytes(
 
 
 @pytest.mark.parametrize("started", [{"max_queue": 6}], indirect=True)
-def test_past_the_queue_limit_requests_get_503_at_once(started: InferenceWorker) -> None:
+def test_past_the_queue_limit_requests_get_503_at_once(started: OneModelWorker) -> None:
     async def scenario() -> None:
         release, blocker = await hold(started)
         first = asyncio.ensure_future(started.submit(generate_job([0, 1, 2, 3])))
@@ -133,7 +146,7 @@ class GoneClient:
 
 
 @pytest.mark.parametrize("started", [{"request_timeout_s": 1.0}], indirect=True)
-def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(started: InferenceWorker) -> None:
+def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(started: OneModelWorker) -> None:
     async def scenario() -> None:
         release, blocker = await hold(started)
         waiting = asyncio.ensure_future(started.submit(generate_job([0, 1])))
@@ -157,7 +170,7 @@ def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(starte
 
     asyncio.run(scenario())
     # Only the last job ran: the dropped ones were never computed.
-    assert started.metrics.images_generated._value.get() == 1
+    assert started.metrics.images_generated.labels(model="tiny")._value.get() == 1
     rejections = {
         sample.labels["reason"]: sample.value
         for metric in started.metrics.rejections.collect()

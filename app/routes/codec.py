@@ -14,12 +14,13 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from app.durable.callbacks import record_callback
 from app.errors import ClientError
 from app.imaging import png_bytes, to_uint8_images
 from app.jobs import CompressJob, DecompressJob
 from app.routes.uploads import image_upload
 from app.schemas import CompressResponse, Format, error_responses
-from app.serving import ServingDep, SettingsDep
+from app.serving import MODEL_HEADER, ServiceDep, ServingDep, SettingsDep, resolve
 from model.codec.container import CodecError, unpack
 from model.pictures import image_grid, to_model_values
 
@@ -32,15 +33,16 @@ COMPRESSED: dict[int | str, dict[str, Any]] = {
         "description": "the compressed bytes (sizes in the X-Bytes and X-Bits-Per-Dim headers), or "
         "with format=json the bytes in base64 with the figures",
     },
-    **error_responses(400, 413, 415, 422, 503),
+    **error_responses(400, 404, 413, 415, 422, 503),
 }
+DECOMPRESS_MODEL = "which model decodes it; left out: the one whose weights made the data"
 PNG: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
         "description": "the decompressed image, grayscale or RGB as the model codes them "
         "(a grid if the data held several)",
     },
-    **error_responses(400, 413, 415, 422, 503),
+    **error_responses(400, 404, 413, 415, 422, 503),
 }
 
 
@@ -78,7 +80,7 @@ async def compress_image(
     ]
     values = torch.stack([to_model_values(upload.pixels, serving.levels) for upload in uploads])
 
-    data, _ideal_bits = await serving.worker.submit(CompressJob(values, serving.classifier), request)
+    data, _ideal_bits = await serving.submit(CompressJob(values), request)
     bits_per_dim = 8 * len(data) / values.numel()  # every colour of every pixel is a dimension
     headers = {
         "X-Bytes": str(len(data)),
@@ -103,7 +105,10 @@ async def compress_image(
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
-                        "properties": {"data": {"type": "string", "format": "binary"}},
+                        "properties": {
+                            "data": {"type": "string", "format": "binary"},
+                            "model": {"type": "string", "description": DECOMPRESS_MODEL},
+                        },
                         "required": ["data"],
                     }
                 },
@@ -112,11 +117,22 @@ async def compress_image(
         }
     },
 )
-async def decompress_data(serving: ServingDep, settings: SettingsDep, request: Request) -> Response:
-    """Decompress bytes from ``/compress`` (multipart field ``data``, or a raw octet-stream body)."""
+async def decompress_data(service: ServiceDep, settings: SettingsDep, request: Request) -> Response:
+    """Decompress bytes from ``/compress`` (multipart field ``data``, or a raw octet-stream body).
+
+    The data records which weights made it: with no model named (a ``model`` form field, or
+    the ``serve_multiplexed_model_id`` header), the model whose weights those are decodes it;
+    naming another model is a 400 that says which one the data needs."""
     content_type = request.headers.get("content-type", "")
+    name: str | None = None
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
+        chosen = form.get("model")
+        if chosen is not None and not isinstance(chosen, str):
+            raise ClientError(422, "'model' must be a text field naming a model (GET /models lists them)")
+        name = chosen or None
+        callback = form.get("callback_url")
+        record_callback(callback if isinstance(callback, str) else None, settings)
         field = form.get("data")
         if field is None:
             raise ClientError(
@@ -147,8 +163,15 @@ async def decompress_data(serving: ServingDep, settings: SettingsDep, request: R
             413,
             f"the data holds {header.count} images; this server decompresses at most {settings.max_images}",
         )
+    owner = service.registry.codec_owner(header.weights)
+    named = name or request.headers.get(MODEL_HEADER) or None
+    serving = await resolve(request, name or (None if named else owner))
+    if owner is not None and serving.codec_hash != header.weights:
+        raise ClientError(
+            400, f"this data was compressed by model {owner!r}, not {serving.name!r}: send model={owner}"
+        )
 
-    images = await serving.worker.submit(DecompressJob(data, header.count), request)
+    images = await serving.submit(DecompressJob(data, header.count), request)
     pixels = to_uint8_images(images, serving.levels)
     n = pixels.shape[0]
     grid = image_grid(pixels, 1, padding=0) if n == 1 else image_grid(pixels, columns=int(n**0.5 + 0.999))

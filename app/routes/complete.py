@@ -49,7 +49,7 @@ def choose_region(
 
 @router.post(
     "/complete",
-    responses={**PNG_OR_JSON, **error_responses(400, 413, 415, 422, 503)},
+    responses={**PNG_OR_JSON, **error_responses(400, 404, 413, 415, 422, 503)},
     response_class=Response,
 )
 async def complete_image(
@@ -99,4 +99,4 @@ async def complete_image(
     )
     if wants_stream(request):
         return stream(serving, job, finish, scale=form.scale, known=~region_tensor.bool())
-    return await run_in_threadpool(finish, await serving.worker.submit(job, request), form.format)
+    return await run_in_threadpool(finish, await serving.submit(job, request), form.format)

@@ -9,6 +9,8 @@ import torch
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.durable.callbacks import record_callback
+from app.durable.context import choose_seed
 from app.errors import ClientError
 from app.jobs import GenerateJob
 from app.rendering import images_response
@@ -21,7 +23,7 @@ from app.schemas import (
     error_responses,
     parse_label,
 )
-from app.serving import ServingDep, SettingsDep
+from app.serving import ServiceDep, SettingsDep, resolve
 from app.streaming import STREAM_RESPONSE, stream, wants_stream
 from model.inference.sampling import check_labels, per_image_noise
 
@@ -40,19 +42,23 @@ PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/generate", responses={**PNG_OR_JSON, **error_responses(400, 413, 422, 503)}, response_class=Response
+    "/generate",
+    responses={**PNG_OR_JSON, **error_responses(400, 404, 413, 422, 503)},
+    response_class=Response,
 )
 async def generate(
-    body: GenerateRequest, serving: ServingDep, settings: SettingsDep, request: Request
+    body: GenerateRequest, service: ServiceDep, settings: SettingsDep, request: Request
 ) -> Response:
     """Sample ``n`` images. Image i uses seed ``seed + i``, so any image can be made again alone.
     With ``Accept: text/event-stream`` the images stream row by row (see ``app.streaming``)."""
     if body.n > settings.max_images:
         raise ClientError(422, f"n = {body.n} is too many: at most {settings.max_images} images per request")
     check_seed(body.seed, body.n)
+    record_callback(body.callback_url, settings)
+    serving = await resolve(request, body.model)
     model = serving.model
     label = parse_label(body.label, model.config.label_names)
-    base = body.seed if body.seed is not None else random.randrange(SEED_LIMIT - body.n + 1)
+    base = body.seed if body.seed is not None else choose_seed(random.randrange(SEED_LIMIT - body.n + 1))
     seeds = [base + i for i in range(body.n)]
     labels = check_labels(model, label, body.n, seeds)
     noise = per_image_noise(seeds, serving.colours * serving.size**2)
@@ -75,4 +81,4 @@ async def generate(
     job = GenerateJob(noise, labels, temperatures)
     if wants_stream(request):
         return stream(serving, job, finish, scale=body.scale)
-    return await run_in_threadpool(finish, await serving.worker.submit(job, request), body.format)
+    return await run_in_threadpool(finish, await serving.submit(job, request), body.format)

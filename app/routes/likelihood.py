@@ -23,7 +23,7 @@ HEATMAP_OR_JSON: dict[int | str, dict[str, Any]] = {
         "description": "format=json: per-pixel bits and totals; format=png: a heatmap of per-pixel "
         "bits beside the input, with a colour scale",
     },
-    **error_responses(400, 413, 415, 422, 503),
+    **error_responses(400, 404, 413, 415, 422, 503),
 }
 
 
@@ -42,7 +42,7 @@ async def likelihood(
     upload = await image_upload(image, settings, serving.size, invert, serving.colours)
     values = to_model_values(upload.pixels, serving.levels).unsqueeze(0)
     labels = None if chosen is None else torch.tensor([chosen])
-    result = await serving.worker.submit(LikelihoodJob(values, labels), request)
+    result = await serving.submit(LikelihoodJob(values, labels), request)
     channel_bits = (-result.log2_probs[0]).double()  # (H, W) grayscale, (3, H, W) colour
     bits = channel_bits.sum(0) if serving.colours > 1 else channel_bits  # (H, W) per pixel
     bits_per_dim = float(result.bits_per_dim[0])

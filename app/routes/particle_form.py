@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form
 
+from app.durable.context import choose_seed
 from app.schemas import MAX_TEMPERATURE, SEED_LIMIT, Format, check_particle_work, check_seed, parse_label
 from app.serving import ServingDep, SettingsDep
 
@@ -48,7 +49,7 @@ async def particle_form(
 ) -> ParticleForm:
     check_particle_work(n, particles, settings)
     check_seed(seed, n)
-    base = seed if seed is not None else random.randrange(SEED_LIMIT - n + 1)
+    base = seed if seed is not None else choose_seed(random.randrange(SEED_LIMIT - n + 1))
     return ParticleForm(
         n=n,
         particles=particles,

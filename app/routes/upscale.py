@@ -44,7 +44,7 @@ def _png_base64(values: torch.Tensor, levels: int, size: int | None = None) -> s
 
 @router.post(
     "/upscale",
-    responses={**PNG_OR_UPSCALE_JSON, **error_responses(400, 413, 415, 422, 503)},
+    responses={**PNG_OR_UPSCALE_JSON, **error_responses(400, 404, 413, 415, 422, 503)},
     response_class=Response,
 )
 async def upscale_image(
@@ -120,8 +120,7 @@ async def upscale_image(
         seeds=form.seeds,
         temperature=form.temperature,
         particles=form.particles,
-        classifier=serving.classifier,
     )
     if wants_stream(request):
         return stream(serving, job, finish, scale=form.scale)
-    return await run_in_threadpool(finish, await serving.worker.submit(job, request), form.format)
+    return await run_in_threadpool(finish, await serving.submit(job, request), form.format)

@@ -1,11 +1,12 @@
-// The web page: generate a grid, edit an image and its fill region, complete it, score it,
-// upscale a small image.
+// The web page: pick a model, generate a grid, edit an image and its fill region, complete it,
+// score it, upscale a small image.
 "use strict";
 
-const SIZE = 28;             // model pixels per side until /model gives its image_size
+const SIZE = 28;             // model pixels per side until /models gives the image_size
 const CANVAS_SIDE = 280;     // the editor's on-screen side, in CSS pixels
-// image: size*size RGB triples (a grayscale model's are equal); colours: 1 gray, 3 RGB
-const state = { size: SIZE, colours: 1, image: null, mask: null, classes: null, drawing: false };
+// image: size*size RGB triples (a grayscale model's are equal); colours: 1 gray, 3 RGB;
+// model: the chosen model's name, sent with every request (null until /models answers: the default)
+const state = { size: SIZE, colours: 1, image: null, mask: null, classes: null, drawing: false, model: null };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(id, text, isError = false) {
@@ -21,6 +22,55 @@ async function errorText(response) {
   } catch (e) {
     return `${response.status} ${response.statusText}`;
   }
+}
+
+// --- API keys: every call goes through api(), which sends the key this tab was given --------
+// A service hosted for others asks for a key (401). The page then shows the key form, keeps the
+// key in sessionStorage (this tab only, gone when it closes; never in a URL), and sends the same
+// request again once a key is entered; a refused key is dropped and the form asks again. A
+// service without keys never answers 401, so the form stays hidden and no header is sent.
+const KEY_ITEM = "pixelcnn-api-key";
+let keyWaiters = [];  // the resolves of the calls waiting for a key
+
+// fetch(url, init) with the stored key; a 401 waits for a key and tries again (the bodies the
+// page sends, strings and FormData, can be sent twice). `init.signal` aborts the wait too.
+async function api(url, init = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = new Headers(init.headers);
+    if (key) headers.set("Authorization", `Bearer ${key}`);
+    const response = await fetch(url, { ...init, headers });
+    if (response.status !== 401) return response;
+    // Refused: forget the key, unless another call has already stored a newer one.
+    if (key && sessionStorage.getItem(KEY_ITEM) === key) sessionStorage.removeItem(KEY_ITEM);
+    await askForKey(await errorText(response), init.signal);
+  }
+}
+
+// Shows the key form with the server's reason; resolves once a key is entered.
+function askForKey(reason, signal) {
+  const wasHidden = $("key-form").hidden;
+  $("key-form").hidden = false;
+  setStatus("key-status", reason, true);
+  if (wasHidden || document.activeElement !== $("api-key")) $("api-key").focus();
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return; }
+    keyWaiters.push(resolve);
+    signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+function useKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_ITEM, key);
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  setStatus("key-status", "");
+  const waiting = keyWaiters;
+  keyWaiters = [];
+  for (const resolve of waiting) resolve();  // each sends its request again, with the key
 }
 
 // --- editor: a size x size image and a boolean mask, drawn scaled up ----------------------
@@ -137,12 +187,20 @@ function figure(src, caption, onClick) {
 }
 
 // --- calls --------------------------------------------------------------------------------
+// A multipart form that names the chosen model, as every request does.
+function modelForm() {
+  const form = new FormData();
+  if (state.model) form.append("model", state.model);
+  return form;
+}
+
 async function generate(event) {
   event.preventDefault();
   setStatus("gen-status", "sampling…");
   const body = { n: Number($("gen-n").value), temperature: Number($("gen-temperature").value), format: "json" };
   if ($("gen-label").value !== "") body.label = Number($("gen-label").value);
   if ($("gen-seed").value !== "") body.seed = Number($("gen-seed").value);
+  if (state.model) body.model = state.model;
   const started = performance.now();
   const gallery = $("gen-results");
   const bar = $("gen-progress");
@@ -167,7 +225,7 @@ async function complete(event) {
   event.preventDefault();
   if (!state.mask.some((m) => m)) { setStatus("cmp-status", "paint the region to fill first (red)", true); return; }
   setStatus("cmp-status", "completing…");
-  const form = new FormData();
+  const form = modelForm();
   form.append("image", await toPngBlob(state.image), "image.png");
   form.append("mask", await toPngBlob(Array.from(state.mask, (m) => (m ? 255 : 0)), 1), "mask.png");
   form.append("n", $("cmp-n").value);
@@ -198,14 +256,14 @@ async function score(event) {
   setStatus("score-status", "scoring…");
   const image = await toPngBlob(state.image);
   try {
-    const pngForm = new FormData();
+    const pngForm = modelForm();
     pngForm.append("image", image, "image.png");
     pngForm.append("format", "png");
-    const jsonForm = new FormData();
+    const jsonForm = modelForm();
     jsonForm.append("image", image, "image.png");
     const [png, json] = await Promise.all([
-      fetch("/likelihood", { method: "POST", body: pngForm }),
-      fetch("/likelihood", { method: "POST", body: jsonForm }),
+      api("/likelihood", { method: "POST", body: pngForm }),
+      api("/likelihood", { method: "POST", body: jsonForm }),
     ]);
     if (!png.ok) { setStatus("score-status", await errorText(png), true); return; }
     const heatmap = $("heatmap");
@@ -232,8 +290,9 @@ async function score(event) {
 
 // --- upscale: a test image or an upload, shrunk by the server, and samples that agree -----
 // test-images.png: the first Fashion-MNIST test image of each class, side by side (28x28 each;
-// shown at the model's size, so that they suit any model).
+// shown at the model's size, so that they suit any model, and drawn again when the size changes).
 const upscaleInput = { blob: null, truth: null };
+const testStrip = new Image();
 
 function pickTestImage(canvas) {
   for (const other of $("up-picker").children) other.classList.toggle("picked", other === canvas);
@@ -253,21 +312,20 @@ function testImage(strip, k, title) {
   return c;
 }
 
-function loadTestImages(upscaling) {
-  const strip = new Image();
-  strip.onload = () => {
-    for (let k = 0; k < Math.floor(strip.width / strip.height); k++) {
-      const forEditor = testImage(strip, k, `test image ${k + 1}: load it into the editor`);
-      forEditor.addEventListener("click", () => loadIntoEditor(forEditor.toDataURL("image/png")));
-      $("ed-picker").append(forEditor);
-      if (!upscaling) continue;
-      const forUpscale = testImage(strip, k, `test image ${k + 1}`);
-      forUpscale.addEventListener("click", () => pickTestImage(forUpscale));
-      $("up-picker").append(forUpscale);
-    }
-    if ($("up-picker").firstChild) pickTestImage($("up-picker").firstChild);
-  };
-  strip.src = "/static/test-images.png";
+// Both pickers at the model's size; a model that cannot upscale has its picker hidden.
+function showTestImages() {
+  if (!testStrip.naturalWidth) return;  // not loaded yet: its onload calls this
+  $("ed-picker").replaceChildren();
+  $("up-picker").replaceChildren();
+  for (let k = 0; k < Math.floor(testStrip.width / testStrip.height); k++) {
+    const forEditor = testImage(testStrip, k, `test image ${k + 1}: load it into the editor`);
+    forEditor.addEventListener("click", () => loadIntoEditor(forEditor.toDataURL("image/png")));
+    $("ed-picker").append(forEditor);
+    const forUpscale = testImage(testStrip, k, `test image ${k + 1}`);
+    forUpscale.addEventListener("click", () => pickTestImage(forUpscale));
+    $("up-picker").append(forUpscale);
+  }
+  pickTestImage($("up-picker").firstChild);
 }
 
 async function upscale(event) {
@@ -275,7 +333,7 @@ async function upscale(event) {
   if ($("upscale-button").disabled) return;
   if (!upscaleInput.blob) { setStatus("up-status", "pick a test image or upload one first", true); return; }
   setStatus("up-status", "upscaling…");
-  const form = new FormData();
+  const form = modelForm();
   form.append("image", upscaleInput.blob, "image.png");
   if ($("up-factor").value !== "") form.append("factor", $("up-factor").value);
   form.append("n", $("up-n").value);
@@ -304,7 +362,7 @@ async function upscale(event) {
   }
 }
 
-// --- the page follows /model: image size, class names, upscale factors ------------------
+// --- the page follows the chosen model: image size, colour, class names, upscale factors --
 const CLASS_MENUS = ["gen-label", "cmp-label", "up-label"];
 
 // Each class menu: its first option ("any", "infer", "guess") and then the model's classes;
@@ -325,7 +383,7 @@ function either(values) {
   return values.length > 1 ? `${values.slice(0, -1).join(", ")} or ${values.at(-1)}` : values.join("");
 }
 
-// The factor menu from /model's upscale_factors (f: a small image of S/f x S/f), then "from the
+// The factor menu from the model's upscale_factors (f: a small image of S/f x S/f), then "from the
 // upload's size"; no factors (a side with no suitable divisor): the panel says so and is off.
 function setUpscaleFactors(size, factors) {
   const menu = $("up-factor");
@@ -347,6 +405,7 @@ function setUpscaleFactors(size, factors) {
   $("up-picker").hidden = !factors.length;
 }
 
+// Everything on the page that depends on the model, from its ModelInfo (/models/{name}).
 function applyModel(info) {
   const size = info.image_size ?? info.config.image_size;
   const bpd = info.test_bits_per_dim ? `, ${info.test_bits_per_dim.toFixed(3)} bits/dim on the test set` : "";
@@ -355,24 +414,76 @@ function applyModel(info) {
   $("model-info").textContent =
     `${info.arch} PixelCNN, ${info.parameters.toLocaleString()} parameters, ${size}×${size} ` +
     `${colours === 3 ? "RGB" : "grayscale"}, ${info.config.levels} levels, ${classes}${bpd}`;
+  const resized = size !== state.size;
+  const recoloured = colours !== state.colours;
+  state.model = info.name;
   state.colours = colours;
   $("pen-colour-choice").hidden = colours !== 3;
-  if (size !== state.size) resetEditor(size);
+  if (resized || recoloured) resetEditor(size);  // the image in the editor no longer fits the model
   for (const id of ["gen-progress", "cmp-progress", "up-progress"]) $(id).max = size;  // it counts rows
   setClasses(info.classes);
   setUpscaleFactors(size, info.upscale_factors ?? []);
+  if (resized) showTestImages();
+}
+
+// The model menu from /models: the default marked, a model that cannot serve disabled with its
+// reason as the option's title. Shown only when there is a choice. Returns the model to start
+// with: the default, or the first that can serve.
+function listModels(listing) {
+  const menu = $("model");
+  menu.replaceChildren();
+  for (const entry of listing) {
+    const usable = !entry.error && entry.info;
+    const text = `${entry.name}${entry.default ? " (default)" : ""}${usable ? "" : " (cannot serve)"}`;
+    const option = new Option(text, entry.name);
+    option.disabled = !usable;
+    if (entry.error) option.title = entry.error;
+    else if (entry.reload_error) option.title = `its new file was refused, the old weights serve: ${entry.reload_error}`;
+    menu.append(option);
+  }
+  $("model-choice").hidden = listing.length < 2;
+  const usable = listing.filter((entry) => !entry.error && entry.info);
+  const chosen = usable.find((entry) => entry.default) ?? usable[0];
+  if (!chosen) throw new Error("no model can serve");
+  menu.value = chosen.name;
+  return chosen.info;
+}
+
+// Another model chosen: its info fresh from the server (it may have been replaced or failed
+// since the page loaded); on failure the menu goes back to the model in use and says why.
+async function chooseModel() {
+  const menu = $("model");
+  const name = menu.value;
+  setStatus("model-status", "");
+  try {
+    const response = await api(`/models/${encodeURIComponent(name)}`);
+    if (!response.ok) throw new Error(await errorText(response));
+    const info = await response.json();
+    if (menu.value === name) applyModel(info);  // a later choice, still loading, wins
+  } catch (e) {
+    if (menu.value !== name) return;
+    menu.value = state.model;
+    setStatus("model-status", `cannot switch to ${name}: ${e.message}`, true);
+  }
+}
+
+// The models from /models (after a key, where the service asks for one).
+async function loadModels() {
+  try {
+    const response = await api("/models");
+    if (!response.ok) throw new Error(await errorText(response));
+    applyModel(listModels(await response.json()));
+  } catch (e) {
+    $("model-info").textContent = "the model is not ready yet; reload in a moment";
+  }
 }
 
 async function init() {
   resetEditor(SIZE);
-  let upscaling = true;
-  try {
-    const info = await (await fetch("/model")).json();
-    applyModel(info);
-    upscaling = (info.upscale_factors ?? []).length > 0;
-  } catch (e) {
-    $("model-info").textContent = "the model is not ready yet; reload in a moment";
-  }
+  testStrip.onload = showTestImages;
+  testStrip.src = "/static/test-images.png";
+  $("key-form").addEventListener("submit", useKey);
+  $("model").addEventListener("change", chooseModel);
   $("generate-form").addEventListener("submit", generate);
   $("complete-form").addEventListener("submit", complete);
   $("score-form").addEventListener("submit", score);
@@ -384,7 +495,6 @@ async function init() {
     upscaleInput.blob = file;
     upscaleInput.truth = null;
   });
-  loadTestImages(upscaling);
   const canvas = $("canvas");
   canvas.addEventListener("pointerdown", (e) => { state.drawing = true; canvas.setPointerCapture(e.pointerId); paint(e); });
   canvas.addEventListener("pointermove", (e) => { if (state.drawing) paint(e); });
@@ -400,6 +510,7 @@ async function init() {
   });
   $("clear-mask").addEventListener("click", () => { state.mask.fill(0); redraw(); });
   $("clear-image").addEventListener("click", () => { state.image.fill(0); state.mask.fill(0); redraw(); });
+  await loadModels();  // last: with keys it waits for one, and the controls must work meanwhile
 }
 
 init();

@@ -7,7 +7,7 @@
 // resolves with the result event's data, rejects with an Error on an error event or a refusal.
 async function streamJob(url, init, onProgress, signal) {
   const headers = { ...(init.headers ?? {}), Accept: "text/event-stream" };
-  const response = await fetch(url, { ...init, headers, signal });
+  const response = await api(url, { ...init, headers, signal });  // with the key, if any
   if (!response.ok) throw new Error(await errorText(response));
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
