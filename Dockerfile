@@ -34,7 +34,7 @@ ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors \
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-# Inside the container the service must listen on every interface to be reachable through a
-# published port; docker-compose.yml publishes it on the host's loopback only. To serve other
-# machines, mount an API keys file, set PIXELCNN_API_KEYS_FILE and drop --allow-anonymous.
-CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000", "--allow-anonymous"]
+# Inside the container the service listens on every interface, to be reachable through a
+# published port, so it starts only with API keys (PIXELCNN_API_KEYS_FILE, a mounted file) or
+# with --allow-anonymous, which docker-compose.yml passes as it publishes on loopback only.
+CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000"]

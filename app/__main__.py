@@ -9,7 +9,6 @@ keys, on any address but loopback unless ``--allow-anonymous`` says that is mean
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 import uvicorn
@@ -20,20 +19,12 @@ from app.durable.store import JobStore
 from app.metrics import Metrics
 from app.models.registry import ModelRegistry
 from app.models.repository import RepositoryError
+from app.security.access import is_loopback
 from app.security.keys import KeysFileError, new_key, read_keys
 from app.settings import get_settings
 from app.timeouts import header_timeout_protocol
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError
-
-
-def loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def keys_command(argv: list[str]) -> int:
@@ -74,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeysFileError as exc:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 1
-    if settings.api_keys_file is None and not loopback(args.host) and not args.allow_anonymous:
+    if settings.api_keys_file is None and not is_loopback(args.host) and not args.allow_anonymous:
         print(
             f"error: refusing to serve {args.host} without API keys: set PIXELCNN_API_KEYS_FILE "
             "(python -m app keys new NAME), or pass --allow-anonymous to let anyone use it",

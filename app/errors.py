@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from model.pictures import ImageError, Problem
 
@@ -123,6 +124,16 @@ def client_closed(request: Request) -> JSONResponse:
     return JSONResponse({"detail": "the client disconnected before the request was complete"}, CLIENT_CLOSED)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of every route whose path fits the request's (several routes may share one)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def disconnected(request: Request, exc: ClientDisconnect) -> JSONResponse:
@@ -148,6 +159,13 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "the body could not be parsed: send JSON (UTF-8) or multipart/form-data as documented"
         elif exc.status_code == 404:
             detail = f"not found: {shown(request.url.path)} (see /docs for the routes)"
+        elif exc.status_code == 405:  # Allow lists every route's methods on this path, not the first's
+            allowed = allowed_methods(request)
+            return JSONResponse(
+                {"detail": f"method {request.method} not allowed here; allowed: {', '.join(allowed)}"},
+                status_code=405,
+                headers={"Allow": ", ".join(allowed)},
+            )
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.docs import DocsPolicy
 from app.durable import routes as job_routes
@@ -26,7 +27,7 @@ from app.durable.context import Deferred
 from app.durable.database import without_password
 from app.durable.runner import JobRunner
 from app.durable.store import JobStore
-from app.durable.submit import AsyncJobs, accept_job
+from app.durable.submit import AsyncJobs, accept_job, store_unavailable
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
@@ -55,6 +56,8 @@ EXPOSED_HEADERS = [
     "X-Bytes",
     "X-Images",
     "Retry-After",
+    "Location",
+    "Preference-Applied",
 ]
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -152,6 +155,7 @@ def create_app(
     keys = read_keys(configured.api_keys_file) if configured.api_keys_file else None
     install_error_handlers(app)
     app.add_exception_handler(Deferred, accept_job)
+    app.add_exception_handler(SQLAlchemyError, store_unavailable)
     for module in (generate, complete, upscale, likelihood, codec, meta, admin, job_routes):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -174,7 +178,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=sorted(configured.allowed_origins),
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept", MODEL_HEADER],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept", "Prefer", MODEL_HEADER],
             expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(SecurityHeaders)

@@ -19,6 +19,8 @@ from starlette.types import Scope
 
 from app.asgi import AddHeaders
 from app.durable.callbacks import record_callback
+from app.durable.context import replaying
+from app.durable.replay import WEIGHTS_HEADER
 from app.errors import ClientError, shown
 from app.metrics import Metrics
 from app.models.registry import ModelRegistry
@@ -66,6 +68,13 @@ async def resolve(request: Request, name: str | None) -> ServedModel:
     if service.on_use is not None:
         await service.on_use(chosen)
     served = await run_in_threadpool(service.registry.get, chosen)
+    pinned = request.headers.get(WEIGHTS_HEADER) if replaying.get() is not None else None
+    if pinned and pinned != served.tag:
+        raise ClientError(
+            409,
+            f"the job was accepted for weights {pinned}; {served.name} now serves {served.tag}: "
+            "submit it again",
+        )
     request.state.served_model = served  # read by ModelHeader and the metrics
     return served
 

@@ -136,7 +136,7 @@ class InferenceWorker:
                 self.per_client.join(ticket.client, images)
                 try:
                     self.rate.charge(ticket.client, images)
-                except ClientError:
+                except BaseException:
                     self.per_client.leave(ticket.client, images)
                     raise
             if deferring.get() is not None:  # Prefer: respond-async: the work becomes a stored job

@@ -235,6 +235,10 @@ def test_cross_site_requests_are_refused_unless_their_origin_is_listed(tiny: Pix
         assert c.post("/generate", json=GENERATE, headers={"Origin": "null"}).status_code == 403
         own = c.post("/generate", json=GENERATE, headers={"Origin": url})
         assert own.status_code == 200
+        # A DNS name rebound to this machine by another site is not the service's own origin.
+        port = url.rsplit(":", 1)[1]
+        rebound = {"Origin": f"http://rebound.example:{port}", "Host": f"rebound.example:{port}"}
+        assert c.post("/generate", json=GENERATE, headers=rebound).status_code == 403
         preflight = c.options(
             "/generate",
             headers={

@@ -38,7 +38,12 @@ def record_callback(url: str | None, settings: Settings) -> None:
         raise ClientError(
             422, "callback_url is for asynchronous requests: send it with Prefer: respond-async"
         )
-    parts = urlsplit(url)
+    try:
+        httpx.URL(url)  # what will send it must be able to read it
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except (httpx.InvalidURL, ValueError):
+        raise ClientError(422, f"callback_url is not a valid URL: {shown(url)}") from None
     hosts = allowed_hosts(settings)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ClientError(422, f"callback_url must be an http(s) URL, got {shown(url)}")
@@ -69,7 +74,7 @@ async def notify(url: str, status: dict[str, Any], secret: str | None) -> bool:
                 if 200 <= answer.status_code < 300:
                     return True
                 why = f"HTTP {answer.status_code}"
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # refused, timed out, or unsendable: try again, then give up
                 why = type(exc).__name__
             if delay is None:
                 log.warning("job %s: callback failed (%s); giving up", status.get("id"), why)

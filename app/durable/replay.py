@@ -16,6 +16,8 @@ from app.security.access import REPLAY_CLIENT
 # What a stored request keeps of its headers: what the route reads. Never a key or a cookie;
 # never Accept (a job's result is the plain answer, not a stream) or Prefer (it would defer again).
 KEPT_HEADERS = ("content-type", "serve_multiplexed_model_id")
+# Added when a job is accepted: the weights (X-Model tag) it must run on, read only in replays.
+WEIGHTS_HEADER = "x-pixelcnn-weights"
 
 
 def kept_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.sse import EventSourceResponse, format_sse_event
+from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.durable.records import JobRecord, valid_job_id
@@ -23,12 +23,13 @@ from app.durable.views import JobView, job_view, parameters
 from app.errors import ClientError, shown
 from app.schemas import error_responses
 from app.security.access import current_client
-from app.serving import get_service
-from app.settings import Settings, get_settings
-from app.streaming import STREAM_RESPONSE
+from app.serving import SettingsDep, get_service
+from app.settings import Settings
+from app.streaming import STREAM_RESPONSE, event
 
 router = APIRouter(tags=["jobs"])
 POLL_S = 0.25  # how often an events stream looks at its job
+MAX_EVENT_STREAMS = 64  # open at once in one process: each polls the store
 DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
 
@@ -45,7 +46,7 @@ JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 async def find(jobs: JobRunner, job_id: str, settings: Settings) -> JobRecord:
     if not valid_job_id(job_id):
         raise ClientError(
-            404, f"no job {shown(job_id)}: a job id is 32 hex digits, as the 202 answer gave it"
+            422, f"{shown(job_id)} is not a job id: a job id is 32 hex digits, as the 202 answer gave it"
         )
     record = await run_in_threadpool(jobs.store.get, job_id)
     client = current_client.get()
@@ -62,10 +63,7 @@ async def describe(jobs: JobRunner, record: JobRecord) -> JobView:
     return job_view(record, position, await parameters(record.request))
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-@router.get("/jobs/{job_id}", responses=error_responses(404))
+@router.get("/jobs/{job_id}", responses=error_responses(404, 422))
 async def job_status(job_id: str, jobs: JobsDep, settings: SettingsDep) -> JobView:
     """Status (queued, running, done, failed, cancelled), rows done, place in the queue, times,
     and the route with its parameters."""
@@ -77,7 +75,7 @@ async def job_status(job_id: str, jobs: JobsDep, settings: SettingsDep) -> JobVi
     response_class=Response,
     responses={
         200: {"description": "exactly the synchronous route's answer: PNG, JSON or bytes"},
-        **error_responses(404, 409),
+        **error_responses(404, 409, 422),
     },
 )
 async def job_result(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Response:
@@ -101,7 +99,7 @@ async def job_result(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Respo
     response_class=Response,
     responses={
         200: {"content": STREAM_RESPONSE, "description": "progress, then result or error"},
-        **error_responses(404),
+        **error_responses(404, 422),
     },
 )
 async def job_events(job_id: str, jobs: JobsDep, settings: SettingsDep) -> EventSourceResponse:
@@ -109,8 +107,22 @@ async def job_events(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Event
     the queue) as it changes, then ``result`` (the status, when done) or ``error`` (failed or
     cancelled). A client may connect late or reconnect."""
     first = await find(jobs, job_id, settings)
+    if jobs.event_streams >= MAX_EVENT_STREAMS:
+        raise ClientError(
+            503,
+            f"{MAX_EVENT_STREAMS} job event streams are open; poll GET /jobs/{{id}} or retry",
+            headers={"Retry-After": "5"},
+        )
 
     async def events() -> AsyncIterator[bytes]:
+        jobs.event_streams += 1
+        try:
+            async for message in job_messages():
+                yield message
+        finally:
+            jobs.event_streams -= 1
+
+    async def job_messages() -> AsyncIterator[bytes]:
         record: JobRecord | None = first
         seen = None
         while record is not None:
@@ -130,7 +142,7 @@ async def job_events(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Event
                         "job": view,
                     }
                 )
-                yield format_sse_event(event=name, data_str=json.dumps(data, separators=(",", ":")))
+                yield event(name, data)
                 return
             if state != seen:
                 seen = state
@@ -140,17 +152,15 @@ async def job_events(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Event
                     "status": record.status,
                     "position": position,
                 }
-                yield format_sse_event(event="progress", data_str=json.dumps(progress, separators=(",", ":")))
+                yield event("progress", progress)
             await asyncio.sleep(POLL_S)
             record = await run_in_threadpool(jobs.store.get, job_id)
-        yield format_sse_event(
-            event="error", data_str=json.dumps({"status": 404, "detail": f"job {job_id} was removed"})
-        )
+        yield event("error", {"status": 404, "detail": f"job {job_id} was removed"})
 
     return EventSourceResponse(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.delete("/jobs/{job_id}", responses=error_responses(404))
+@router.delete("/jobs/{job_id}", responses=error_responses(404, 422))
 async def cancel_job(job_id: str, jobs: JobsDep, settings: SettingsDep) -> JobView:
     """Cancel: a queued job leaves the queue at once, a running one stops at its next row; a
     finished job is left as it is. The answer is the job's status after it."""

@@ -36,13 +36,14 @@ from app.worker import InferenceWorker
 log = logging.getLogger("app")
 TICK_S = 0.5  # how often running jobs report their rows and hear of cancellation
 SWEEP_S = 5.0  # how often stale jobs are queued again and expired ones removed
-MAX_BUSY_RETRIES = 20  # a job that finds the worker's queue full is queued again, this often
+BUSY_WAIT_S = (0.5, 5.0)  # a job that finds the worker's queue full waits, then tries again
 
 
 @dataclass
 class Running:
     task: asyncio.Task[None]
     replay: Replay
+    lost: bool = False  # another process holds the job now: stop without a word
 
 
 @dataclass
@@ -53,11 +54,11 @@ class JobRunner:
     worker: InferenceWorker
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
     running: dict[str, Running] = field(default_factory=dict)
-    busy_retries: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     loop_task: asyncio.Task[None] | None = None
     callbacks: set[asyncio.Task[bool]] = field(default_factory=set)  # kept until they end
+    event_streams: int = 0  # /jobs/{id}/events answers open now
 
     def wake(self) -> None:
         """A job was stored: look for work now rather than at the next tick."""
@@ -74,9 +75,9 @@ class JobRunner:
         tasks = [r.task for r in self.running.values()]
         if self.loop_task is not None:
             tasks.append(self.loop_task)
-        for task in tasks:
+        for task in [*tasks, *self.callbacks]:  # a callback still retrying is given up
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self.callbacks, return_exceptions=True)
         handed_back = await asyncio.to_thread(self.store.requeue_owner, self.owner)
         if handed_back:
             log.info("jobs: %d running job(s) handed back to the queue", handed_back)
@@ -113,41 +114,58 @@ class JobRunner:
         """Report rows (the heartbeat) and stop what was cancelled."""
         for job_id, running in list(self.running.items()):
             replay = running.replay
-            keep = await asyncio.to_thread(self.store.progress, job_id, replay.rows, replay.of_rows, now)
+            keep = await asyncio.to_thread(
+                self.store.progress, job_id, replay.rows, replay.of_rows, now, self.owner
+            )
             if not keep and not running.task.done():
+                record = await asyncio.to_thread(self.store.get, job_id)
+                running.lost = record is None or not (record.cancel_requested or record.status == "cancelled")
                 for progress in replay.progress:
                     progress.cancelled = True  # a running batch drops it at the next row
                 running.task.cancel()
 
     async def _run(self, record: JobRecord) -> None:
-        replay = (
-            self.running[record.id].replay if record.id in self.running else Replay(record.id, record.seed)
-        )
-        replaying.set(replay)  # this task's own context
+        running = self.running[record.id]
+        replaying.set(running.replay)  # this task's own context
         client = Client(record.client, f"job:{record.id}")
         try:
-            response = await call_app(self.app, record.request, client)
+            response = await self._replay(record, client)
         except asyncio.CancelledError:
-            if self.stopping:
-                raise  # handed back to the queue by stop()
+            if self.stopping or running.lost:
+                raise  # handed back to the queue by stop(), or held by another process now
             await self._finish(record.id, "cancelled", None, "cancelled")
+            return
+        except Exception as exc:  # a bug the app answered with a 500 and re-raised: no rerun
+            log.exception("jobs: job %s failed", record.id)
+            await self._finish(record.id, "failed", None, f"internal error: {type(exc).__name__}")
             return
         finally:
             self.running.pop(record.id, None)
-        if response.status == 503 and self.busy_retries.get(record.id, 0) < MAX_BUSY_RETRIES:
-            self.busy_retries[record.id] = self.busy_retries.get(record.id, 0) + 1
-            await asyncio.to_thread(self.store.release, record.id)  # queued again; retried later
-            return
-        self.busy_retries.pop(record.id, None)
+        if self.stopping:
+            return  # stop() hands it back to the queue: it runs again, with the same seed
         failed = response.status >= 400
         await self._finish(
             record.id, "failed" if failed else "done", response, _detail(response) if failed else None
         )
 
+    async def _replay(self, record: JobRecord, client: Client) -> StoredResponse:
+        """The job's answer; while the worker's queue is full (503 with Retry-After), it waits
+        and tries again (a busy server is no reason for an accepted job to fail)."""
+        wait_s = BUSY_WAIT_S[0]
+        while True:
+            response = await call_app(self.app, record.request, client)
+            busy = response.status == 503 and any(k.lower() == "retry-after" for k, _ in response.headers)
+            if not busy or self.stopping:
+                return response
+            await asyncio.sleep(wait_s)
+            wait_s = min(2 * wait_s, BUSY_WAIT_S[1])
+
     async def _finish(
         self, job_id: str, status: str, response: StoredResponse | None, error: str | None
     ) -> None:
-        record = await asyncio.to_thread(self.store.finish, job_id, status, time.time(), response, error)
+        record = await asyncio.to_thread(
+            self.store.finish, job_id, status, time.time(), response, error, self.owner
+        )
         if record is not None:
             self.announce(record)
 

@@ -109,12 +109,14 @@ class JobStore:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(values))
             return self._fetch(conn, job_id)
 
-    def progress(self, job_id: str, rows: int, of_rows: int, now: float) -> bool:
+    def progress(self, job_id: str, rows: int, of_rows: int, now: float, owner: str | None = None) -> bool:
         """Record ``rows`` of ``of_rows`` done and a heartbeat. False means stop: the job was
-        asked to cancel, or it is no longer running (missing, finished, or requeued)."""
+        asked to cancel, or it is no longer running (missing, finished, or requeued), or, with
+        ``owner``, another process holds it now."""
+        held = [jobs.c.owner == owner] if owner is not None else []
         statement = (
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
+            .where(jobs.c.id == job_id, jobs.c.status == RUNNING, *held)
             .values(rows=rows, of_rows=of_rows, heartbeat=now)
             .returning(jobs.c.cancel_requested)
         )
@@ -135,6 +137,7 @@ class JobStore:
         now: float,
         result: StoredResponse | None = None,
         error: str | None = None,
+        owner: str | None = None,
     ) -> JobRecord | None:
         """End a job with ``status`` (done, failed or cancelled); the record after the change,
         or None when the job is missing or already ended. A job asked to cancel ends
@@ -143,8 +146,8 @@ class JobStore:
             raise ValueError(f"a job cannot finish as {status!r}")
         with self._write() as conn:
             current = self._fetch(conn, job_id, lock=True)
-            if current is None or current.is_finished:
-                return None
+            if current is None or current.is_finished or (owner is not None and current.owner != owner):
+                return None  # missing, ended, or taken over by another process (its lease ran out)
             if current.cancel_requested:
                 status, result = CANCELLED, None
             ended = replace(current, status=status, finished=now, result=result, error=error)

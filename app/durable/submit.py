@@ -9,21 +9,25 @@ seed and answers ``202 Accepted`` with ``Location: /jobs/{id}``.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.durable.context import Deferral, Deferred, deferring
 from app.durable.records import JobRecord, StoredRequest, new_job_id
-from app.durable.replay import kept_headers
+from app.durable.replay import WEIGHTS_HEADER, kept_headers
 from app.durable.store import StoreFull
 from app.durable.views import job_view
 from app.security.access import current_client
+from app.serving import MODEL_HEADER
 
+log = logging.getLogger("app")
 ASYNC_ROUTES = frozenset({"/generate", "/complete", "/upscale", "/likelihood", "/compress", "/decompress"})
 
 
@@ -81,11 +85,22 @@ class AsyncJobs:
             deferring.reset(token)
 
 
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The job store cannot be reached (a database down or locked): 503, not a 500."""
+    log.error("the job store failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    detail = "the job store cannot be reached right now; retry shortly"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+
 async def accept_job(request: Request, exc: Exception) -> JSONResponse:
     """The exception handler for ``Deferred``: store the job, answer 202."""
     deferral = deferring.get()
     assert isinstance(exc, Deferred) and deferral is not None
     service = request.app.state.service
+    served = getattr(request.state, "served_model", None)
+    if served is not None:  # a rerun uses this model and these weights, or none (409)
+        pinned = [(k, v) for k, v in deferral.request.headers if k.lower() != MODEL_HEADER]
+        deferral.request.headers = [*pinned, (MODEL_HEADER, served.name), (WEIGHTS_HEADER, served.tag)]
     record = JobRecord(
         id=new_job_id(),
         route=deferral.request.path,
@@ -100,6 +115,8 @@ async def accept_job(request: Request, exc: Exception) -> JSONResponse:
     except StoreFull as full:
         detail = f"cannot accept more jobs now: {full}; retry later"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "30"})
+    except SQLAlchemyError as error:
+        return await store_unavailable(request, error)
     service.jobs.wake()
     headers = {"Location": f"/jobs/{record.id}", "Preference-Applied": "respond-async"}
     return JSONResponse(job_view(record, position=None).model_dump(), status_code=202, headers=headers)

@@ -28,6 +28,8 @@ from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 
 log = logging.getLogger("app")
+# A model handed to a request this recently is kept: its job may not be queued yet.
+HANDED_OUT_S = 2.0
 
 
 @dataclass(eq=False)
@@ -128,10 +130,12 @@ class ModelRegistry:
         with self.lock:
             loaded = [e for e in self.entries.values() if e.served is not None and e.file is not None]
             excess = len(loaded) - self.settings.max_loaded_models
+            handed_out = time.monotonic() - HANDED_OUT_S
             for entry in sorted(loaded, key=lambda e: e.last_used):
                 if excess <= 0:
                     break
-                if entry is not keep and entry.served is not None and entry.served.busy == 0:
+                idle = entry.served is not None and entry.served.busy == 0 and entry.last_used < handed_out
+                if entry is not keep and idle:
                     log.info("unloading model %r (least recently used)", entry.name)
                     entry.served = None
                     excess -= 1

@@ -8,26 +8,20 @@ refused and the weights before it keep serving. ``kill -HUP`` does the same for 
 
 from __future__ import annotations
 
-import ipaddress
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.models.repository import RepositoryError
 from app.schemas import ReloadReport, error_responses
+from app.security.access import is_loopback
 from app.serving import ServiceDep, SettingsDep
 
 router = APIRouter(tags=["admin"])
 
 
 def require_loopback(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local:
+    if not is_loopback(request.client.host if request.client else ""):
         raise ClientError(
             403,
             "admin routes answer only clients on the server's own machine (loopback), "
@@ -42,5 +36,5 @@ async def reload_models(request: Request, service: ServiceDep, settings: Setting
         require_loopback(request)
     try:
         return await run_in_threadpool(service.registry.reload)
-    except RepositoryError as exc:
-        raise ClientError(409, f"nothing reloaded: {exc}") from None
+    except (RepositoryError, OSError) as exc:  # OSError: a file vanished while it was read
+        raise ClientError(409, f"nothing reloaded: {exc}; try again once the files are in place") from None

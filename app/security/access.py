@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -56,10 +57,33 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def same_origin(origin: str, headers: Headers) -> bool:
-    """``origin`` names this service: its host and port are the request's Host."""
+def is_loopback(host: str) -> bool:
+    """``host`` (a name or an address) is this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_literal(host: str) -> bool:
+    """``host`` is an address or ``localhost``: not a DNS name some other site controls."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return host == "localhost"
+
+
+def same_origin(origin: str, headers: Headers, names_trusted: bool) -> bool:
+    """``origin`` names this service: its host and port are the request's Host. Without API
+    keys, only an address or ``localhost`` counts: a DNS name could be rebound to this machine
+    by another site, whose pages would then pass for the service's own."""
     parts = urlsplit(origin)
-    return bool(parts.scheme in ("http", "https") and parts.netloc and parts.netloc == headers.get("host"))
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.netloc != headers.get("host"):
+        return False
+    return names_trusted or is_literal(parts.hostname or "")
 
 
 class Access:
@@ -78,7 +102,11 @@ class Access:
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        if origin is not None and origin not in self.origins and not same_origin(origin, headers):
+        if (
+            origin is not None
+            and origin not in self.origins
+            and not same_origin(origin, headers, self.keys is not None)
+        ):
             refusal = (
                 "requests from other web sites are refused (that origin is not in PIXELCNN_CORS_ORIGINS)"
             )

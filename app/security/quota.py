@@ -36,7 +36,15 @@ class RateLimit:
                     f"this request needs {images} images of work, more than a client may use in a "
                     f"minute ({allowed}); ask for fewer",
                 )
-            if not self.limiter.hit(self.item, client.limit_key, cost=images):
+            try:
+                admitted = self.limiter.hit(self.item, client.limit_key, cost=images)
+            except Exception as exc:  # the shared store (Redis) is unreachable: not the client's fault
+                raise ClientError(
+                    503,
+                    f"the rate limit's store cannot be reached ({type(exc).__name__}); retry shortly",
+                    headers={"Retry-After": "5"},
+                ) from None
+            if not admitted:
                 stats = self.limiter.get_window_stats(self.item, client.limit_key)
                 wait = max(1, math.ceil(stats.reset_time - time.time()))
                 self.metrics.rejections.labels(reason="rate_limit").inc()
