@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Form, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from app.asgi import AddHeaders
 from app.durable.callbacks import record_callback
@@ -67,7 +67,8 @@ async def resolve(request: Request, name: str | None) -> ServedModel:
     service.registry.entry(chosen)  # 404 for an unknown name, before Serve hears of it
     if service.on_use is not None:
         await service.on_use(chosen)
-    served = await run_in_threadpool(service.registry.get, chosen)
+    served = await run_in_threadpool(service.registry.get, chosen, True)  # held until the response ends
+    request.state.served_model = served  # read by ModelHeader (which lets go of it) and the metrics
     pinned = request.headers.get(WEIGHTS_HEADER) if replaying.get() is not None else None
     if pinned and pinned != served.tag:
         raise ClientError(
@@ -75,7 +76,6 @@ async def resolve(request: Request, name: str | None) -> ServedModel:
             f"the job was accepted for weights {pinned}; {served.name} now serves {served.tag}: "
             "submit it again",
         )
-    request.state.served_model = served  # read by ModelHeader and the metrics
     return served
 
 
@@ -90,11 +90,24 @@ async def form_model(
 
 
 class ModelHeader(AddHeaders):
-    """A response of a model route says which weights made it (``X-Model``)."""
+    """A response of a model route says which weights made it (``X-Model``); and the model
+    counts as busy until the response has ended (``resolve`` takes it), so that it is never
+    unloaded between a request getting it and the request's job being queued."""
 
     def headers(self, scope: Scope) -> dict[str, str]:
         served = scope.get("state", {}).get("served_model")
         return {TAG_HEADER: served.tag} if served is not None else {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            served = scope.get("state", {}).get("served_model") if scope["type"] == "http" else None
+            if served is not None:
+                served.hold(-1)
+                service = getattr(scope["app"].state, "service", None)
+                if service is not None:
+                    service.registry.trim()  # it may be the one over the limit now
 
 
 ServingDep = Annotated[ServedModel, Depends(form_model)]  # the model a multipart request names

@@ -28,8 +28,6 @@ from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 
 log = logging.getLogger("app")
-# A model handed to a request this recently is kept: its job may not be queued yet.
-HANDED_OUT_S = 2.0
 
 
 @dataclass(eq=False)
@@ -89,9 +87,10 @@ class ModelRegistry:
                 )
             return found
 
-    def get(self, name: str | None) -> ServedModel:
+    def get(self, name: str | None, hold: bool = False) -> ServedModel:
         """The loaded model ``name`` (None: the default), loading it first if need be (503 when
-        its file cannot be loaded, naming it and why)."""
+        its file cannot be loaded, naming it and why). ``hold``: it counts as busy, never to be
+        unloaded, until the caller calls ``hold(-1)`` on it."""
         entry = self.entry(name)
         with entry.loading:
             if entry.served is None:
@@ -99,13 +98,18 @@ class ModelRegistry:
                     raise ClientError(503, f"model {entry.name!r} cannot be served: {entry.error}")
                 assert entry.file is not None  # in-memory models are always loaded
                 try:
-                    entry.served = self._load(entry.file, self._sha(entry))
+                    loaded = self._load(entry.file, self._sha(entry))
                 except CheckpointError as exc:
                     entry.error = str(exc)
                     log.error("model %r cannot be loaded: %s", entry.name, exc)
                     raise ClientError(503, f"model {entry.name!r} cannot be served: {exc}") from None
-            entry.last_used = time.monotonic()
-            served = entry.served
+                with self.lock:
+                    entry.served = loaded
+            with self.lock:  # trim takes this lock too: nothing unloads it in between
+                served = entry.served
+                entry.last_used = time.monotonic()
+                if hold:
+                    served.hold(1)
         self.trim(keep=entry)
         return served
 
@@ -130,11 +134,10 @@ class ModelRegistry:
         with self.lock:
             loaded = [e for e in self.entries.values() if e.served is not None and e.file is not None]
             excess = len(loaded) - self.settings.max_loaded_models
-            handed_out = time.monotonic() - HANDED_OUT_S
             for entry in sorted(loaded, key=lambda e: e.last_used):
                 if excess <= 0:
                     break
-                idle = entry.served is not None and entry.served.busy == 0 and entry.last_used < handed_out
+                idle = entry.served is not None and entry.served.busy == 0
                 if entry is not keep and idle:
                     log.info("unloading model %r (least recently used)", entry.name)
                     entry.served = None
