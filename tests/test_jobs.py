@@ -66,6 +66,7 @@ def submit(c: httpx.Client, path: str, **kwargs: Any) -> str:
     r = c.post(path, headers=ASYNC, **kwargs)
     assert r.status_code == 202, r.text
     assert r.headers["Location"] == f"/jobs/{r.json()['id']}" and r.json()["status"] == "queued"
+    assert r.json()["parameters"]  # what was asked, read back from the stored request
     return str(r.json()["id"])
 
 
@@ -134,6 +135,11 @@ def test_async_results_are_the_synchronous_answers(tiny: PixelCNN, tmp_path: Pat
         for path, kwargs, job_id in jobs:
             status = wait(c, job_id)
             assert status["status"] == "done" and status["route"] == path, status
+            assert (
+                status["rows"]
+                == status["of_rows"]
+                == (12 if path in ("/generate", "/complete", "/upscale") else 0)
+            )
             result = c.get(f"/jobs/{job_id}/result")
             sync_kwargs = kwargs
             if "X-Seeds" in result.headers and "seed" not in str(kwargs):

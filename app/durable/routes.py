@@ -131,7 +131,7 @@ async def job_events(job_id: str, jobs: JobsDep, settings: SettingsDep) -> Event
             )
             state = (record.status, record.rows, position)
             if record.is_finished:
-                view = job_view(record, None).model_dump()
+                view = job_view(record, None, await parameters(record.request)).model_dump()
                 name = "result" if record.status == "done" else "error"
                 data = (
                     view

@@ -28,7 +28,7 @@ from app.durable.context import Replay, replaying
 from app.durable.records import JobRecord, StoredResponse
 from app.durable.replay import call_app
 from app.durable.store import JobStore
-from app.durable.views import job_view
+from app.durable.views import job_view, parameters
 from app.security.access import Client
 from app.settings import Settings
 from app.worker import InferenceWorker
@@ -144,6 +144,9 @@ class JobRunner:
         if self.stopping:
             return  # stop() hands it back to the queue: it runs again, with the same seed
         failed = response.status >= 400
+        if not failed:  # its last rows may have come after the last tick
+            rows = running.replay.of_rows
+            await asyncio.to_thread(self.store.progress, record.id, rows, rows, time.time(), self.owner)
         await self._finish(
             record.id, "failed" if failed else "done", response, _detail(response) if failed else None
         )
@@ -172,10 +175,13 @@ class JobRunner:
     def announce(self, record: JobRecord) -> None:
         """Tell a finished job's callback_url, if it has one (in the background, with retries)."""
         if record.callback_url:
-            view = job_view(record, position=None).model_dump()
-            task = asyncio.create_task(notify(record.callback_url, view, self.settings.callback_secret))
+            task = asyncio.create_task(self._call_back(record, record.callback_url))
             self.callbacks.add(task)
             task.add_done_callback(self.callbacks.discard)
+
+    async def _call_back(self, record: JobRecord, url: str) -> bool:
+        view = job_view(record, None, await parameters(record.request)).model_dump()
+        return await notify(url, view, self.settings.callback_secret)
 
 
 def _detail(response: StoredResponse) -> str:

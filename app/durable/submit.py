@@ -23,7 +23,7 @@ from app.durable.context import Deferral, Deferred, deferring
 from app.durable.records import JobRecord, StoredRequest, new_job_id
 from app.durable.replay import WEIGHTS_HEADER, kept_headers
 from app.durable.store import StoreFull
-from app.durable.views import job_view
+from app.durable.views import job_view, parameters
 from app.security.access import current_client
 from app.serving import MODEL_HEADER
 
@@ -119,4 +119,5 @@ async def accept_job(request: Request, exc: Exception) -> JSONResponse:
         return await store_unavailable(request, error)
     service.jobs.wake()
     headers = {"Location": f"/jobs/{record.id}", "Preference-Applied": "respond-async"}
-    return JSONResponse(job_view(record, position=None).model_dump(), status_code=202, headers=headers)
+    view = job_view(record, position=None, fields=await parameters(record.request))
+    return JSONResponse(view.model_dump(), status_code=202, headers=headers)
