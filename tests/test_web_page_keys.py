@@ -17,7 +17,7 @@ from app.settings import Settings
 from tests.conftest import random_model
 from tests.server import running_server
 
-KEY_ITEM = "pixelcnn-api-key"  # the sessionStorage item app.js keeps the key in
+KEY_ITEM = "pixelcnn-api-key"  # the sessionStorage item api.js keeps the key in
 
 
 def open_page(browser: Browser, url: str) -> tuple[Page, list[str], list[Request]]:
