@@ -4,7 +4,8 @@ A job knows its size in the queue (``images``: the images of work it costs), how
 the model, and, for kinds that batch, how to merge with others and split the result back:
 jobs of one class with equal, non-None ``merge_key`` may be merged into one batch
 (``merge``), run once (``run``) and their results cut apart (``split``). A new endpoint adds
-a class here; the worker never looks at what a job is.
+a class here (particle jobs, ``complete`` and ``upscale``, are in ``app.particle_jobs``); the
+worker never looks at what a job is.
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ from app.progress import BatchRows, Progress
 from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
 from model.inference.cached import cached_sample
-from model.inference.completion import complete
 from model.inference.likelihood import Likelihood, log_likelihood
-from model.inference.superres import upscale
-from model.network.classifier import guess_from_small
 from model.network.pixelcnn import PixelCNN
 
 if TYPE_CHECKING:
@@ -139,63 +137,6 @@ class LikelihoodJob(Job[Likelihood]):
             strict=True,
         )
         return [Likelihood(*part) for part in parts]
-
-
-Completion = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, bits, labels
-
-
-@dataclass(eq=False, kw_only=True)
-class ParticleJob(Job[Completion]):
-    """``n`` results for one image by particles (``complete``, ``upscale``): what they share."""
-
-    n: int
-    label: int | None  # None: each result infers its own
-    seeds: list[int]
-    temperature: float
-    particles: int
-    progress: Progress | None = None  # a streamed request's rows go here
-
-    @property
-    def images(self) -> int:
-        return self.n * self.particles  # every particle is an image of work
-
-    def sampling(self) -> dict[str, Any]:
-        """The keyword arguments ``complete`` and ``upscale`` both take."""
-        return {
-            "labels": self.label,
-            "seeds": self.seeds,
-            "temperature": self.temperature,
-            "particles": self.particles,
-            "on_row": self.progress,
-        }
-
-
-@dataclass(eq=False, kw_only=True)
-class CompleteJob(ParticleJob):
-    """Fill ``mask`` of one image ``n`` times -> ``complete``'s images, bits and labels."""
-
-    image: torch.Tensor  # (C, H, W) model values
-    mask: torch.Tensor  # (H, W) bool, True = fill
-
-    def run(self, served: ServedModel, metrics: Metrics) -> Completion:
-        return complete(served.model, self.image, self.mask, self.n, **self.sampling())
-
-
-@dataclass(eq=False, kw_only=True)
-class UpscaleJob(ParticleJob):
-    """Upscale one small image ``n`` times -> ``upscale``'s images, bits and labels."""
-
-    small: torch.Tensor  # (C, H/f, W/f) model values
-    factor: int
-
-    def run(self, served: ServedModel, metrics: Metrics) -> Completion:
-        sampling = self.sampling()
-        if self.label is None and served.classifier is not None:
-            # The classifier's guess from the small image as a whole (it was trained on such
-            # enlargements) names the class far more often than particles that each draw one.
-            guess = guess_from_small(served.classifier, self.small.unsqueeze(0), self.factor)
-            sampling["labels"] = int(guess[0])
-        return upscale(served.model, self.small, self.factor, self.n, **sampling)
 
 
 @dataclass(eq=False)

@@ -43,11 +43,16 @@ class Progress:
 
 class BatchRows:
     """The row hook of a merged batch: ``parts`` lists each merged request's image count and its
-    ``Progress`` (None: a plain request), in batch order."""
+    ``Progress`` (None: a plain request), in batch order.
 
-    def __init__(self, parts: list[tuple[int, Progress | None]]):
+    ``shrinks``: the sampler drops the rows of a request whose client has gone (``cached_sample``
+    does; particle samplers keep every row to the end, and only stop once all have gone).
+    """
+
+    def __init__(self, parts: list[tuple[int, Progress | None]], shrinks: bool = True):
         self.parts = parts
         self.present = [True] * len(parts)
+        self.shrinks = shrinks
 
     @property
     def streamed(self) -> bool:
@@ -58,12 +63,14 @@ class BatchRows:
         return [count if present else 0 for (count, _), present in zip(self.parts, self.present, strict=True)]
 
     def __call__(self, rows: int, images: torch.Tensor) -> torch.Tensor | None:
-        """``images`` holds the present parts, in order -> the batch rows to keep (None: all)."""
+        """``images`` holds the present parts (all parts unless ``shrinks``), in order -> the
+        batch rows to keep (None: all)."""
         keep: list[int] = []
         start = 0
         dropped = False
         for p, (count, progress) in enumerate(self.parts):
             if not self.present[p]:
+                start += 0 if self.shrinks else count
                 continue
             if progress is not None and progress.cancelled:
                 self.present[p] = False
@@ -75,4 +82,4 @@ class BatchRows:
             start += count
         if not keep:
             raise Cancelled
-        return torch.tensor(keep) if dropped else None
+        return torch.tensor(keep) if dropped and self.shrinks else None

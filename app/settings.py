@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         description="the classifier whose guesses label /compress's images (fast); empty for the "
         "fewest-bits label (a forward pass per class)",
     )
-    torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for batches of 8 or more images (smaller ones run on one)"
+    )
     # Request limits.
     max_images: int = Field(64, ge=1, description="most images one request may ask for (n)")
     max_particles: int = Field(64, ge=1, description="most particles per completion")

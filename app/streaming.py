@@ -31,8 +31,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import png_bytes, to_uint8_images
-from app.jobs import GenerateJob, ParticleJob
+from app.jobs import GenerateJob
 from app.models.served import ServedModel
+from app.particle_jobs import ParticleJob
 from app.progress import Progress
 from app.worker import Ticket
 from model.pictures import image_grid

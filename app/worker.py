@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+# Below this many images a batch runs on one torch thread. Its steps are a few hundred ops on
+# tiny tensors, and a second intra-op thread on the worker thread, next to the event loop,
+# made /generate n=1 about 1.8x slower over HTTP on 2 cores (``bench.load --small``), while a
+# 16-image batch gained a little from it.
+SMALL_BATCH_IMAGES = 8
+
 
 @dataclass(eq=False)  # compared by identity: a queue search must never compare tensors
 class Ticket:
@@ -236,12 +242,13 @@ class InferenceWorker:
             return batch
 
     def _loop(self) -> None:
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)
+        threads = self.settings.torch_threads or torch.get_num_threads()
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
+            images = sum(ticket.images for ticket in batch)
+            torch.set_num_threads(1 if images < SMALL_BATCH_IMAGES else threads)
             try:
                 self._run_batch(batch)
             finally:

@@ -10,7 +10,9 @@ up to 64 images), a conditional model's labels being the shipped classifier's gu
 (``--fewest-bits``: the labels that cost the fewest bits, a forward pass per class), and for
 each size it reports bits/dim, images per second encoding (``compress_with_stats``) and
 decoding (``decompress``) after one untimed warm-up container, the median seconds per container
-each way, and how many images came back bit-exact. It prints tables (the last line is JSON) and
+each way, and how many images came back bit-exact; then ``generate`` of as many images as the
+largest container holds, on the same threads, for the decoder's pace against sampling's. It
+prints tables (the last line is JSON) and
 asserts nothing about time. Every method codes the same model values (for 256 levels, the 8-bit
 images themselves): for a colour model (``image_channels`` 3) and colour data, the same RGB
 images, as RGB PNG, WebP and JPEG XL files and as interleaved RGB bytes for gzip and xz, and
@@ -41,6 +43,7 @@ from model.codec import compress_with_stats, decompress
 from model.data import DatasetError, quantize
 from model.data.arrays import channels_last
 from model.data.sources import open_source
+from model.inference.generation import generate
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 
@@ -112,6 +115,19 @@ def code_in_containers(
         out.ideal_bits += bits
         out.exact += int((back == x).flatten(1).all(1).sum())
     return out
+
+
+def sampling_rate(model: PixelCNN, n: int) -> float:
+    """Images per second of ``generate(n)`` (median of 3 after a warm-up): the pace the decoder,
+    which runs the same network step, is compared with."""
+    seeds = list(range(n))
+    generate(model, n, seeds=seeds)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        generate(model, n, seeds=seeds)
+        times.append(time.perf_counter() - started)
+    return n / statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['encode_s_median']:8.3f} {s['decode_s_median']:8.3f} "
             f"{8 * run.bytes / n / dims:9.4f} {f'{run.exact}/{n}':>11}"
         )
+    largest = max(runs, key=lambda run: run.size)
+    generate_rate = sampling_rate(model, largest.size)
+    decode_rate = largest.speed()["decode_images_per_s"]
+    print(
+        f"generate({largest.size}) on the same threads: {generate_rate:.2f} images/s (median of 3); "
+        f"containers of {largest.size} decode at {decode_rate / generate_rate:.2f}x that"
+    )
     summary = {
         "weights": args.weights,
         "sha256": file_sha256(args.weights),
@@ -206,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "bits_per_dim": {name: None if s is None else round(8 * s / dims, 4) for name, s, _ in rows},
         "speed": {str(run.size): run.speed() for run in runs},
         "exact": {str(run.size): run.exact for run in runs},
+        "generate_images_per_s": {str(largest.size): round(generate_rate, 2)},
     }
     print(json.dumps(summary))
     return 0

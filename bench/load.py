@@ -8,7 +8,9 @@ against a small queue, counting 200s, 503s and anything else while ``/health`` i
 With ``--url`` it starts nothing and measures the deployment already serving there (uvicorn,
 or Ray Serve with any number of replicas): the same throughput and latency figures, with
 responses counted by status and by the replica that served them (``X-Replica``).
-Prints figures; asserts nothing about time.
+``--small`` measures small requests instead: ``/generate`` n=1 and n=16 over HTTP against the
+same call in process, per torch thread setting, and concurrent particle jobs
+(``bench.small_batches``). Prints figures; asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -224,7 +226,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="1..20",
         help="requests per concurrency level: rounds x max(4, concurrency) (default 1)",
     )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="only small requests over HTTP against the same call in process (bench.small_batches)",
+    )
+    p.add_argument("--threads", default="default,1,2", help="with --small: PIXELCNN_TORCH_THREADS to try")
+    p.add_argument("--repeats", type=int, default=5, help="with --small: timed requests per figure")
     args = p.parse_args(argv)
+    if args.small:
+        from bench import small_batches
+
+        small_batches.main(args.weights, args.threads.split(","), args.repeats)
+        return 0
     levels = [int(c) for c in args.concurrency.split(",")]
     url = loopback_url(args.url) if args.url else None
     png = sample_png()

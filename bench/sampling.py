@@ -4,7 +4,8 @@ For each batch size: the median time of one full forward pass, of the fast cache
 (a whole image), and of the naive sampler's per-pixel step (one full forward pass plus the
 draw) over a few pixels, extrapolated to all H*W pixels (said so in the output). Prints the
 ratios fast/forward and naive/fast. Asserts nothing about time. ``--profile`` prints where
-the fast sampler's time goes (torch profiler, by operator). ``--compile`` measures what
+the fast sampler's time goes (torch profiler, by operator, at ``--profile-batch``) and how many
+torch ops a pixel step runs. ``--compile`` measures what
 ``torch.compile`` buys: the per-pixel step compiled (inductor, dynamic shapes) against eager,
 at batch 16, with the compile time and whether the images stay the same.
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random", metavar="CONFIG_JSON", help="random weights for this config, not --weights")
     p.add_argument("--image-channels", type=int, help="random weights with this image_channels (3: colour)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--profile", action="store_true", help="profile one fast sampling run at batch 16")
+    p.add_argument("--profile", action="store_true", help="profile one fast sampling run")
+    p.add_argument("--profile-batch", type=int, default=16, help="with --profile: its batch size")
     p.add_argument("--compile", action="store_true", help="time the per-pixel step under torch.compile")
     args = p.parse_args(argv)
     if args.threads:
@@ -137,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        seeds = list(range(16))
-        labels = check_labels(model, None, 16, seeds)
+        seeds = list(range(args.profile_batch))
+        labels = check_labels(model, None, len(seeds), seeds)
         noise = per_image_noise(seeds, steps)
+        cached_sample(model, noise, labels, 1.0)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             cached_sample(model, noise, labels, 1.0)
+        top_level = sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
+        print(f"batch {len(seeds)}: {top_level / steps:.1f} top-level torch ops per pixel step")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     if args.compile:
         compile_experiment(model, 16, args.repeats)

@@ -209,3 +209,41 @@ def test_cli_round_trip(tmp_path: Path, trained_model: PixelCNN, test_images: to
     packed.write_bytes(packed.read_bytes()[:-1])
     assert main(["decompress", str(packed), str(back), "--weights", str(weights)]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def test_a_decoder_on_several_threads_that_gives_other_bits_decodes_again_on_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decoder runs the network on the caller's threads; should that ever give other bits
+    than the encoder's one thread, the checksum catches it and one thread decodes it again.
+    Corrupted data still fails, after both tries."""
+    import model.codec.range_coder as range_coder
+
+    model = random_model("gated", 10, seed=3)
+    images = torch.randint(0, 16, (40, 1, 10, 10), generator=torch.Generator().manual_seed(0))
+    data = compress(model, images)
+    decode = range_coder._decode
+    tries: list[bool] = []
+
+    def threads_differ(model: PixelCNN, header: object, payload: bytes, reference: bool) -> object:
+        tries.append(reference)
+        labels, decoded = decode(model, header, payload, reference)  # type: ignore[arg-type]
+        if not reference:
+            decoded = decoded.clone()
+            decoded[-1, 0, -1, -1] ^= 1  # one value off, as one logit one ulp off would give
+        return labels, decoded
+
+    monkeypatch.setattr(range_coder, "_decode", threads_differ)
+    with threads(2):
+        assert torch.equal(decompress(model, data), images.to(torch.uint8))
+        assert tries == [False, True]
+        tries.clear()
+        damaged = bytearray(data)
+        damaged[-3] ^= 0xFF
+        with pytest.raises(CodecError):
+            decompress(model, bytes(damaged))
+        assert tries == [False, True]
+    tries.clear()
+    with threads(1):  # one thread is the encoder's way already: no second try
+        assert torch.equal(decompress(model, data), images.to(torch.uint8))
+        assert tries == [True]

@@ -19,10 +19,13 @@ from app.errors import ClientError
 from app.jobs import CallJob, GenerateJob
 from app.metrics import Metrics
 from app.models.served import ServedModel, describe
+from app.particle_jobs import CompleteJob, UpscaleJob
 from app.settings import Settings
-from app.worker import InferenceWorker
+from app.worker import SMALL_BATCH_IMAGES, InferenceWorker
 from model.inference.cached import cached_sample
+from model.inference.completion import complete
 from model.inference.sampling import per_image_noise
+from model.inference.superres import upscale
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model
 
@@ -178,3 +181,75 @@ def test_timed_out_and_abandoned_jobs_leave_the_queue_and_cost_no_compute(starte
         if sample.name.endswith("_total")
     }
     assert rejections == {"client_gone": 1, "timeout": 2}  # the abandoned job; `waiting` and the blocker
+
+
+def test_particle_jobs_of_different_images_merge_and_each_equals_its_request_alone(
+    started: OneModelWorker, model: PixelCNN
+) -> None:
+    """Completions and upscales with the same particle count (and factor) run as one batch of
+    all their particles; each request's results are what it gets alone, whatever its image,
+    mask, label or size."""
+    generator = torch.Generator().manual_seed(4)
+    images = torch.randint(0, model.config.levels, (3, 1, 8, 8), generator=generator)
+    masks = [torch.zeros(8, 8, dtype=torch.bool) for _ in range(3)]
+    masks[0][4:] = True
+    masks[1][:, 2:6] = True
+    masks[2][1:3, 1:7] = True
+    shared = {"temperature": 1.0, "particles": 4}
+    completions = [
+        CompleteJob(image=images[0], mask=masks[0], n=2, label=None, seeds=[1, 2], **shared),
+        CompleteJob(image=images[1], mask=masks[1], n=1, label=5, seeds=[3], **shared),
+        CompleteJob(image=images[2], mask=masks[2], n=1, label=None, seeds=[4], **shared),
+    ]
+    smalls = torch.randint(0, model.config.levels, (2, 1, 4, 4), generator=generator)
+    upscales = [
+        UpscaleJob(small=smalls[0], factor=2, n=1, label=None, seeds=[5], temperature=1.0, particles=4),
+        UpscaleJob(small=smalls[1], factor=2, n=2, label=7, seeds=[6, 7], temperature=1.0, particles=4),
+    ]
+    apart = CompleteJob(image=images[0], mask=masks[0], n=1, label=1, seeds=[8], temperature=1.0, particles=2)
+
+    async def scenario() -> list[Any]:
+        release, blocker = await hold(started)
+        jobs = [asyncio.ensure_future(started.submit(job)) for job in [*completions, *upscales, apart]]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(scenario())
+    alone = [
+        complete(
+            model, job.image, job.mask, job.n, labels=job.label, seeds=job.seeds, particles=job.particles
+        )
+        for job in [*completions, apart]
+    ]
+    alone[3:3] = [
+        upscale(model, job.small, 2, job.n, labels=job.label, seeds=job.seeds, particles=job.particles)
+        for job in upscales
+    ]
+    for (got, bits, labels), (want, want_bits, want_labels) in zip(results, alone, strict=True):
+        assert torch.equal(got, want)
+        assert labels is not None and want_labels is not None and torch.equal(labels, want_labels)
+        torch.testing.assert_close(bits, want_bits, rtol=1e-5, atol=0)
+    for (got, _, _), job in zip(results[:3], completions, strict=True):  # known pixels kept
+        assert torch.equal(got[:, :, ~job.mask], job.image.to(torch.uint8)[:, ~job.mask].expand(job.n, 1, -1))
+    # After the blocker: the completions as one batch of 16 particles, the upscales as one of
+    # 12, and the completion with another particle count alone (2).
+    batches = dict(observed_batches(started))
+    assert batches[16.0] - batches[8.0] == 2 and batches[2.0] - batches[1.0] == 1
+
+
+@pytest.mark.parametrize("started", [{"torch_threads": 2}], indirect=True)
+def test_small_batches_run_on_one_torch_thread_and_larger_ones_on_the_setting(
+    started: OneModelWorker,
+) -> None:
+    def threads_seen(model: PixelCNN) -> int:
+        return torch.get_num_threads()
+
+    async def scenario() -> list[int]:
+        return [
+            await started.submit(CallJob(threads_seen, size=size))
+            for size in (1, SMALL_BATCH_IMAGES - 1, SMALL_BATCH_IMAGES, 16)
+        ]
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 2]

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ClientError
 from app.imaging import parse_box
-from app.jobs import CompleteJob, Completion
+from app.particle_jobs import CompleteJob, Completion
 from app.rendering import images_response
 from app.routes.generate import PNG_OR_JSON
 from app.routes.particle_form import ParticleFormDep

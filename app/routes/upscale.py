@@ -11,7 +11,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from app.imaging import png_bytes, to_uint8_images
-from app.jobs import Completion, UpscaleJob
+from app.particle_jobs import Completion, UpscaleJob
 from app.rendering import images_response
 from app.routes.particle_form import ParticleFormDep
 from app.routes.uploads import decoded, read_bytes

@@ -22,6 +22,7 @@ simpler but not exact (and on this project's 2-core CPU they were slower, not fa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -67,3 +68,33 @@ def guessed_labels(model: PixelCNN, classifier: Classifier, images: torch.Tensor
     if misfit:
         raise CodecError(misfit)
     return guess_labels(classifier, images.to(torch.uint8))
+
+
+def chosen_labels(
+    model: PixelCNN,
+    images: torch.Tensor,
+    labels: int | Sequence[int] | torch.Tensor | None,
+    classifier: Classifier | None,
+) -> torch.Tensor | None:
+    """The labels to code: ``labels`` checked (one, or one per image), else ``classifier``'s
+    guesses, else the fewest-bits ones; None for an unconditional model. Bad labels raise
+    ``CodecError``."""
+    k, n = model.config.num_classes, len(images)
+    if k is None:
+        if labels is not None:
+            raise CodecError("this model is unconditional: it takes no labels")
+        return None
+    if labels is None:
+        return best_labels(model, images) if classifier is None else guessed_labels(model, classifier, images)
+    try:
+        out = torch.as_tensor(labels).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CodecError("labels must be integers: one, or one per image") from exc
+    if out.is_floating_point() or out.is_complex() or out.dtype == torch.bool:
+        raise CodecError("labels must be integers: one, or one per image")
+    out = out.long().expand(n) if out.numel() == 1 else out.long()
+    if out.shape != (n,):
+        raise CodecError(f"got {out.numel()} labels for {n} images: pass one, or one per image")
+    if n and (int(out.min()) < 0 or int(out.max()) >= k):
+        raise CodecError(f"labels must be in 0..{k - 1}")
+    return out.contiguous()

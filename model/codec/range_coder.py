@@ -20,8 +20,10 @@ reads them one at a time, one batch after the other (the stream is read in order
 encoder knows every pixel: its loop only keeps the logits, the loops of its batches run side
 by side on the caller's threads (each on one torch thread, so the same bits), and it turns
 the logits into probabilities and codes them a row of pixels at a time, with the same
-row-wise ops, so the same bits. Everything that feeds a probability runs on one torch thread
-(``model.codec.threads``); ranking the labels, when there is no classifier to guess them,
+row-wise ops, so the same bits. Everything that feeds a coded probability is defined by one
+torch thread (``model.codec.threads``): the decoder runs on the caller's threads, which gave
+the same bits wherever we measured, and checks it with the container's checksum, decoding
+again on one thread if not. Ranking the labels, when there is no classifier to guess them,
 uses all of the caller's threads.
 
 Guarantee: data decodes bit-exactly with the same weights (checked by a hash in the header),
@@ -35,6 +37,7 @@ probability makes the rest of the stream decode to other pixels, which the CRC-3
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from functools import partial
@@ -46,7 +49,7 @@ import torch
 
 from model.checkpoint import tensors_digest
 from model.codec.container import BATCH, HASH_BYTES, CodecError, Header, pack, padded, unpack
-from model.codec.labels import best_labels, guessed_labels
+from model.codec.labels import best_labels, chosen_labels
 from model.codec.threads import one_thread, side_by_side
 from model.codec.walk import dimensions, teacher_forced, to_images, walk
 from model.inference.likelihood import check_images
@@ -95,33 +98,6 @@ def _check_images(model: PixelCNN, images: torch.Tensor) -> torch.Tensor:
     return images.detach().cpu().to(torch.uint8)
 
 
-def _check_labels(
-    model: PixelCNN,
-    images: torch.Tensor,
-    labels: int | Sequence[int] | torch.Tensor | None,
-    classifier: Classifier | None,
-) -> torch.Tensor | None:
-    k, n = model.config.num_classes, len(images)
-    if k is None:
-        if labels is not None:
-            raise CodecError("this model is unconditional: it takes no labels")
-        return None
-    if labels is None:
-        return best_labels(model, images) if classifier is None else guessed_labels(model, classifier, images)
-    try:
-        out = torch.as_tensor(labels).reshape(-1)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CodecError("labels must be integers: one, or one per image") from exc
-    if out.is_floating_point() or out.is_complex() or out.dtype == torch.bool:
-        raise CodecError("labels must be integers: one, or one per image")
-    out = out.long().expand(n) if out.numel() == 1 else out.long()
-    if out.shape != (n,):
-        raise CodecError(f"got {out.numel()} labels for {n} images: pass one, or one per image")
-    if n and (int(out.min()) < 0 or int(out.max()) >= k):
-        raise CodecError(f"labels must be in 0..{k - 1}")
-    return out.contiguous()
-
-
 def _colours(channels: int) -> str:
     return "grayscale" if channels == 1 else f"colour ({channels}-channel RGB)"
 
@@ -154,7 +130,7 @@ def compress_with_stats(
     cfg, n = model.config, len(images)
     header = Header(weights_hash(model), cfg.image_size, cfg.levels, n, cfg.image_channels)
     header.pack()  # refuses what the format cannot hold before the work starts
-    chosen = _check_labels(model, images, labels, classifier)
+    chosen = chosen_labels(model, images, labels, classifier)
     encoder = constriction.stream.queue.RangeEncoder()
     coded: Coded | None = [] if n <= TRIM_MAX_IMAGES else None  # replayed while trimming
 
@@ -236,7 +212,7 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"compressed data must be bytes, not {type(data).__name__}")
     header, checksum, payload = unpack(bytes(data))
-    cfg, n = model.config, header.count
+    cfg = model.config
     if (header.size, header.levels) != (cfg.image_size, cfg.levels):
         raise CodecError(
             f"the data holds {header.size}x{header.size} images with {header.levels} levels; "
@@ -252,6 +228,32 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
             f"the data was compressed with other weights (hash {header.weights.hex()}, "
             f"this model's is {weights_hash(model).hex()})"
         )
+    # The decoder reads one stream, one batch after the other, so it cannot run batches side by
+    # side as the encoder does: it runs the network on the caller's threads instead. Where
+    # that gives other bits than the encoder's one thread (none here, at 2 and 4 threads, but
+    # nothing promises it), the checksum fails and the data is decoded again on one thread.
+    threads = torch.get_num_threads() > 1
+    try:
+        labels, images = _decode(model, header, payload, reference=not threads)
+        if threads and header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
+            raise CodecError("the caller's threads did not give the encoder's bits")
+    except CodecError:
+        if not threads:
+            raise
+        labels, images = _decode(model, header, payload, reference=True)
+    if header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
+        raise CodecError("corrupted or truncated data: the images' checksum does not match")
+    return images
+
+
+def _decode(
+    model: PixelCNN, header: Header, payload: bytes, reference: bool
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Read the labels and the images ``(N, K, H, W)`` uint8 from ``payload`` (not checked).
+
+    ``reference``: on one torch thread, as the encoder computes; else on the caller's threads.
+    """
+    cfg, n = model.config, header.count
     decoder = _decoder(payload)
 
     def read(entropy_model: object, params: np.ndarray | int) -> np.ndarray:
@@ -267,7 +269,7 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
             uniform = constriction.stream.model.Uniform(cfg.num_classes)
             labels = torch.from_numpy(read(uniform, n).astype(np.int64))
     pixels = np.zeros((n, cfg.image_size**2 * cfg.image_channels), dtype=np.uint8)  # coding order
-    with one_thread():
+    with one_thread() if reference else contextlib.nullcontext():
         for start in range(0, n, BATCH):
             b = min(BATCH, n - start)
 
@@ -277,7 +279,4 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
                 return torch.from_numpy(values.astype(np.int64))
 
             walk(model, None if labels is None else labels[start : start + b], b, step)
-    images = to_images(pixels, cfg.image_size, cfg.image_channels)  # (N, K, H, W), as the encoder's
-    if header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
-        raise CodecError("corrupted or truncated data: the images' checksum does not match")
-    return images
+    return labels, to_images(pixels, cfg.image_size, cfg.image_channels)  # as the encoder's

@@ -12,7 +12,9 @@ That does not have to mean one core: work made of independent passes (ranking th
 ``model.codec.labels``; the encoder's pixel loops, one per batch of images) runs
 ``side_by_side`` on several Python threads of one torch thread each, so still the same bits.
 Two pixel loops side by side took 1.5-1.8x less time than one after the other on 2 cores.
-The decoder cannot do that: it reads one stream, batch after batch.
+The decoder cannot do that: it reads one stream, batch after batch. It runs on the caller's
+threads, and the container's checksum catches other bits (``range_coder.decompress`` then
+decodes again on one thread).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class AttentionCache:
         bias[:channels] *= d**-0.5
         self.qkv = (bias, weight.t().contiguous())
         self.out = (block.out.weight.t().contiguous(), block.out.bias)
-        self.position = block.position  # (N, C)
+        self.position_at = list(block.position.detach().unbind(0))  # (C,) per position: views, made once
         self.shifted = block.shifted
         if not self.shifted:
             # previous_pixel(encoded value) for every value, and a last row for "no previous
@@ -85,8 +85,8 @@ class AttentionCache:
     def step(self, t: int, h: torch.Tensor, previous: torch.Tensor) -> None:
         weight, bias, eps = self.norm
         tokens = F.layer_norm(h, (self.channels,), weight, bias, eps)
-        tokens += self.position[t]
-        tokens += self.previous_table[previous]
+        tokens += self.position_at[t]
+        tokens += torch.index_select(self.previous_table, 0, previous)
         h.addmm_(self.attend(t, tokens), self.out[0]).add_(self.out[1])
 
     def colour_step(self, t: int, h: torch.Tensor, previous: torch.Tensor, colour: int) -> None:
@@ -102,7 +102,7 @@ class AttentionCache:
             stream = self.streams[(t - 1) % 2] if t > 0 else self.no_stream
             weight, bias, eps = self.norm
             tokens = F.layer_norm(stream, (self.channels,), weight, bias, eps)
-            tokens += self.position[t]
+            tokens += self.position_at[t]
             tokens += F.linear(previous, *self.previous_pixel)
             torch.addmm(self.out[1], self.attend(t, tokens), self.out[0], out=output)
         self.streams[t % 2].copy_(h)

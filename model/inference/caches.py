@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.attention_cache import AttentionCache
-from model.inference.incremental import IncrementalModel, applied_weight, pointwise_weight, window_weight
+from model.inference.incremental import (
+    IncrementalModel,
+    applied_weight,
+    linear,
+    pointwise_weight,
+    window_weight,
+)
 from model.network.attention import CausalSelfAttention
 from model.network.layers import GatedLayer, GatedStem, MaskedConv2d, ResidualBlock
 from model.network.pixelcnn import PixelCNN
@@ -65,7 +71,7 @@ class GatedCache(IncrementalModel):
             stem_w = torch.cat([stem_w, applied_weight(current)], dim=3)
             stem_b = stem_b + current.bias
         self.stem_columns = stem_w.shape[3]  # k columns before the pixel, and the pixel in colour
-        self.stem_h_w = window_weight(stem_w)
+        self.stem_h_wt = window_weight(stem_w).t()  # transposed as a view, for ``linear``
         self.stem_h_b = stem_b
         self.stem_v2h = pointwise_weight(stem.vertical_to_horizontal)
         self.layers = [layer for layer in model.blocks if isinstance(layer, GatedLayer)]
@@ -105,6 +111,12 @@ class GatedCache(IncrementalModel):
         self.position_at = [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(s)] for row in self.h_row]
         self.vh_at = [[vh[:, j] for j in range(s)] for vh in self.vh_row]
         self.stem_at = [self.stem_row[:, j] for j in range(s)]
+        # The stem's window at each pixel, flat, and each pixel's input channels (views of ``inp``).
+        columns = self.stem_columns
+        self.stem_window_at = [
+            [self.inp[:, row + k, j : j + columns].view(n, -1) for j in range(s)] for row in range(s)
+        ]
+        self.pixel_at = [[self.inp[:, row + k, j + k] for j in range(s)] for row in range(s)]
         # gated-attention: a key/value cache per block, and the value of the pixel before the
         # next one (``levels`` before the first pixel: the attention's "no previous pixel").
         self.attention = {
@@ -157,12 +169,11 @@ class GatedCache(IncrementalModel):
             row.zero_()
 
     def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
-        k = self.k
         # Stem horizontal: padded columns j .. j+k-1 are image columns j-k .. j-1 of row i
         # (and, for colour, column j+k the pixel itself, behind the type A mask).
-        window = self.inp[:, i + k, j : j + self.stem_columns].reshape(self.batch, -1)
-        h = F.linear(window, self.stem_h_w, self.stem_h_b) + self.stem_at[j]
-        self.position_at[0][j].copy_(h)
+        first = self.position_at[0][j]
+        stem = linear(self.stem_window_at[i][j], self.stem_h_wt, self.stem_h_b)
+        torch.add(stem, self.stem_at[j], out=first)
         for idx in range(len(self.layers)):
             torch.addmm(self.vh_at[idx][j], self.window_at[idx][j], self.h_wt[idx], out=self.h_pre)
             torch.tanh(self.h_a, out=self.tanh_a)
@@ -182,7 +193,7 @@ class GatedCache(IncrementalModel):
         return self.head(torch.bmm(self.gated, self.skip_w).sum(0), colour)
 
     def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
-        self.encode_into(self.inp[:, i + self.k, j + self.k], values, colour)
+        self.encode_into(self.pixel_at[i][j], values, colour)
         if self.colours == 1:
             self.previous.copy_(values)
 

@@ -13,6 +13,12 @@ from model.network.channels import CentreMaskedConv2d
 from model.network.pixelcnn import PixelCNN
 
 
+def linear(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` given ``weight_t = weight.t()`` (a view, made once): the
+    same matmul, bit for bit, without transposing the weight at every pixel."""
+    return torch.addmm(bias, x, weight_t) if bias is not None else torch.mm(x, weight_t)
+
+
 def window_weight(weight: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """Conv weight ``(out, C, kh, kw)`` -> ``(out, kh * kw * C)`` for channels-last windows."""
     if rows is not None:
@@ -59,17 +65,18 @@ class IncrementalModel:
         values = torch.arange(self.levels).view(-1, 1, 1, 1)
         # (levels, 2): a value's scaled intensity and the constant 1 (encode_input of one colour).
         self.input_table = model.encode_input(values).view(self.levels, 2)
-        self.head_hidden = pointwise_weight(model.head.hidden)
+        w1, b1 = pointwise_weight(model.head.hidden)
+        self.head_hidden = (w1.t(), b1)  # weights transposed as views, for ``linear``
         # The head's logits layer per colour: colour k's ``levels`` rows (all of them in grayscale).
         w2, b2 = pointwise_weight(model.head.logits)
         rows = [slice(k * self.levels, (k + 1) * self.levels) for k in range(self.colours)]
-        self.head_logits = [(w2[r], None if b2 is None else b2[r]) for r in rows]
+        self.head_logits = [(w2[r].t(), None if b2 is None else b2[r]) for r in rows]
 
     def encode_into(self, pixel: torch.Tensor, values: torch.Tensor, colour: int) -> None:
         """Write colour ``colour`` (0 in grayscale) of one pixel, model values ``(B,)``, into
         that pixel's ``(B, K + 1)`` input channels, in place (= model.encode_input, looked up)."""
         if self.colours == 1:
-            pixel.copy_(self.input_table[values])
+            pixel.copy_(torch.index_select(self.input_table, 0, values))
             return
         pixel[:, colour] = self.input_table[values, 0]
         # The constant channel is hidden from the pixel's own centre taps, so it can be set at
@@ -79,7 +86,7 @@ class IncrementalModel:
     def head(self, features: torch.Tensor, colour: int = 0) -> torch.Tensor:
         """``(B, C)`` features at one pixel -> ``(B, levels)`` logits of colour ``colour``."""
         (w1, b1), (w2, b2) = self.head_hidden, self.head_logits[colour]
-        return F.linear(F.relu(F.linear(F.relu(features), w1, b1)), w2, b2)
+        return linear(F.relu(linear(F.relu(features), w1, b1)), w2, b2)
 
     def begin_row(self, i: int) -> None:
         raise NotImplementedError
