@@ -43,6 +43,7 @@ from app.settings import Settings, get_settings
 from app.timeouts import BodyTimeout
 from app.worker import InferenceWorker
 from model.checkpoint import CheckpointError
+from model.inference.cached import warm_up
 from model.network.pixelcnn import PixelCNN
 
 log = logging.getLogger("app")
@@ -103,6 +104,7 @@ def create_app(
         except (CheckpointError, RepositoryError) as exc:
             log.error("cannot start: %s", exc)
             raise
+        warm_up()  # the sampler's compiled row loop, before the first request needs it
         try:
             store = JobStore(current.job_store, current.max_stored_jobs, current.max_stored_bytes)
         except Exception as exc:

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # Dynamic batching and backpressure.
     batching: bool = Field(True, description="merge queued requests into one batch")
     max_batch_size: int = Field(64, ge=1, description="most images in one merged batch")
-    max_batch_delay_ms: float = Field(50.0, ge=0, description="how long to wait for more requests")
+    max_batch_delay_ms: float = Field(5.0, ge=0, description="how long to wait for more requests")
     max_queue: int = Field(256, ge=1, description="most images waiting; more get 503 at once")
     request_timeout_s: float = Field(120.0, gt=0, description="longest wait before a 503")
 

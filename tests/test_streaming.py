@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from PIL import Image
 
 import app.jobs
+import app.particle_jobs
 from app.jobs import CallJob
 from app.main import create_app
 from app.settings import Settings
@@ -118,15 +119,16 @@ def hold_worker(service: FastAPI) -> Callable[[], None]:
 class RowGate:
     """Stops the sampler after row ``at`` until ``go`` is set (or makes it fail there).
 
-    ``sampler``: the function of ``app.jobs`` whose row hook is held (``cached_sample`` for
-    /generate, ``complete``, ``upscale``)."""
+    ``sampler``: the function whose row hook is held (``cached_sample`` of ``app.jobs`` for
+    /generate; ``complete``, ``upscale`` of ``app.particle_jobs``)."""
 
     def __init__(
         self, monkeypatch: pytest.MonkeyPatch, at: int, fail: bool = False, sampler: str = "cached_sample"
     ):
         self.at, self.fail = at, fail
         self.reached, self.go = threading.Event(), threading.Event()
-        real = getattr(app.jobs, sampler)
+        module = app.jobs if sampler == "cached_sample" else app.particle_jobs
+        real = getattr(module, sampler)
 
         def sample(*args: Any, on_row: Any = None, **kwargs: Any) -> Any:
             def hook(rows: int, images: torch.Tensor) -> torch.Tensor | None:
@@ -141,7 +143,7 @@ class RowGate:
             kwargs["on_row"] = hook
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(app.jobs, sampler, sample)
+        monkeypatch.setattr(module, sampler, sample)
 
 
 def test_a_stream_sends_every_row_then_the_plain_json_body_byte_for_byte(client: httpx.Client) -> None:

@@ -4,6 +4,9 @@
 position (see ``model.inference.caches``); ``cached_logits`` feeds known images through the
 same steps, so tests can check the cache against the forward pass pixel by pixel. A colour
 model (K = ``image_channels`` = 3) takes K such steps per pixel: red, then green, then blue.
+For a small batch of a grayscale gated network, ``cached_sample`` runs each row's pixel steps
+as one compiled loop (``model.inference.row_kernel``); otherwise, and for ``cached_logits``,
+the torch step.
 
 A caller can watch the sampler draw: ``on_row(rows_done, images)`` runs after every row with
 the images so far (rows below ``rows_done`` are zeros), and may answer with the batch rows to
@@ -18,10 +21,11 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from model.inference.caches import incremental
+from model.inference.caches import GatedCache, incremental
 from model.inference.incremental import IncrementalModel
+from model.inference.row_kernel import RowKernel, supports
 from model.inference.sampling import draw
-from model.network.pixelcnn import PixelCNN
+from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 
 # (rows done, images so far (B, K, H, W) uint8) -> the batch rows to keep, or None for all.
 RowCallback = Callable[[int, torch.Tensor], torch.Tensor | None]
@@ -70,6 +74,12 @@ def cached_sample(
         temperature = 1.0  # the same draws, without dividing by ones at every pixel
     state = incremental(model, labels, batch)
     out = torch.zeros(batch, colours, size, size, dtype=torch.uint8)
+    # The compiled row loop where it runs this network; else the torch step, pixel by pixel.
+    kernel = (
+        RowKernel(state, noise, temperature)
+        if isinstance(state, GatedCache) and supports(model, batch)
+        else None
+    )
     nats = torch.zeros(batch, dtype=torch.float64)
     # Per dimension (a row each, coding order): its uniforms and the values drawn, as rows so
     # that a pixel's step indexes once; ``out`` is filled from them a row of pixels at a time.
@@ -77,26 +87,37 @@ def cached_sample(
     drawn = torch.zeros(size * size * colours, batch, dtype=torch.long)
     for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
         state.begin_row(i)  # the part of every layer that sees only the rows above
-        for j in range(size):
-            for k in range(colours):
-                d = (i * size + j) * colours + k
-                logits = state.logits(i, j, k)  # the network at pixel (i, j) alone, colour k
-                values, log_p = draw_and_score(logits, columns[d], temperature)
-                nats -= log_p
-                state.write(i, j, values, k)  # input for the next colours and pixels
-                drawn[d] = values
-        row = drawn[i * size * colours : (i + 1) * size * colours].view(size, colours, -1)
-        out[:, :, i] = row.permute(2, 1, 0).to(torch.uint8)
+        if kernel is not None:
+            kernel.row(i)
+            out[:, 0, i] = torch.from_numpy(kernel.drawn[:, i * size : (i + 1) * size])
+        else:
+            for j in range(size):
+                for k in range(colours):
+                    d = (i * size + j) * colours + k
+                    logits = state.logits(i, j, k)  # the network at pixel (i, j) alone, colour k
+                    values, log_p = draw_and_score(logits, columns[d], temperature)
+                    nats -= log_p
+                    state.write(i, j, values, k)  # input for the next colours and pixels
+                    drawn[d] = values
+            row = drawn[i * size * colours : (i + 1) * size * colours].view(size, colours, -1)
+            out[:, :, i] = row.permute(2, 1, 0).to(torch.uint8)
         keep = None if on_row is None else on_row(i + 1, out)
         if keep is not None and i + 1 < size:  # the dropped images cost nothing from here on
             state = keep_rows(state, labels, keep)
             out, nats, columns, drawn = out[keep], nats[keep], columns[:, keep], drawn[:, keep]
+            if kernel is not None:
+                assert isinstance(state, GatedCache)
+                kernel.keep(state, keep)
             if labels is not None:
                 labels = labels[keep]
             if isinstance(temperature, torch.Tensor) and temperature.dim() > 0:
                 temperature = temperature[keep]
         elif keep is not None:
             out, nats = out[keep], nats[keep]
+            if kernel is not None:
+                kernel.keep(kernel.state, keep)
+    if kernel is not None:
+        nats = torch.from_numpy(kernel.nats).clone()
     return out, nats / math.log(2.0)
 
 
@@ -138,3 +159,18 @@ def cached_logits(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | 
                 out[:, :, k, i, j] = state.logits(i, j, k)
                 state.write(i, j, images[:, k, i, j].long(), k)
     return out if colours > 1 else out[:, :, 0]
+
+
+def warm_up() -> None:
+    """Compile the row kernel now (or load it from numba's cache) rather than in the first
+    request: one image of a tiny network (the loop's types do not depend on the network)."""
+    config = PixelCNNConfig(
+        arch="gated-attention",
+        channels=4,
+        layers=2,
+        levels=4,
+        image_size=2,
+        attention_every=1,
+        head_channels=4,
+    )
+    cached_sample(PixelCNN(config).eval(), torch.rand(1, 4, dtype=torch.float64), None, 1.0)

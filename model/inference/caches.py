@@ -103,7 +103,9 @@ class GatedCache(IncrementalModel):
         self.h_a, self.h_g = self.h_pre[:, :c], self.h_pre[:, c:]
         self.tanh_a, self.sigmoid_g = torch.empty(n, c), torch.empty(n, c)
         self.stem_row = torch.zeros(n, s, c)  # stem's vertical-to-horizontal term, this row
-        self.vh_row = [torch.zeros(n, s, 2 * c) for _ in self.layers]  # per-layer v->h + cond
+        # Per layer, v->h + cond + bias for this row: one tensor, so the row kernel reads it whole.
+        self.vh_rows = torch.zeros(len(self.layers), n, s, 2 * c)
+        self.vh_row = list(self.vh_rows.unbind(0))
         # Views of every layer's window and position j, made once: slicing per pixel would be
         # a third of the step's ops. The buffers behind them are only ever written in place.
         kw = self.kw
