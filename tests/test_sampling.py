@@ -8,7 +8,7 @@ import torch
 from model.inference import cached
 from model.inference.cached import cached_logits, cached_sample
 from model.inference.generation import generate
-from model.inference.row_kernel import MAX_BATCH, supports
+from model.inference.row_kernel import supports
 from model.inference.sampling import check_labels, label_from_seed, per_image_noise
 from tests.conftest import random_model
 
@@ -99,22 +99,22 @@ def test_an_unconditional_model_rejects_labels() -> None:
 def test_the_compiled_row_loop_draws_what_the_torch_step_draws(
     arch: str, num_classes: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The row kernel (numba) against the torch step it replaces in ``cached_sample`` for small
-    batches: the same images, and each image's bits to float rounding, at per-image
-    temperatures (two batches of 6 through the kernel, one of 12 through the torch step)."""
+    """The row kernel (numba) against the torch step it replaces in ``cached_sample``: the same
+    images, and each image's bits to float rounding, at per-image temperatures (two batches of
+    6 through the kernel, one of 12 through the torch step)."""
     model = random_model(arch, num_classes, seed=8, layers=4)
     seeds = list(range(20, 32))
     noise = per_image_noise(seeds, 100)
     labels = check_labels(model, None, 12, seeds)
     temperatures = torch.linspace(0.7, 1.3, 12, dtype=torch.float64)
-    assert supports(model, MAX_BATCH) and not supports(model, MAX_BATCH + 1)
+    assert supports(model)
     halves = [
         cached_sample(model, noise[part], None if labels is None else labels[part], temperatures[part])
         for part in (slice(0, 6), slice(6, 12))
     ]
     compiled = torch.cat([images for images, _ in halves])
     compiled_bits = torch.cat([bits for _, bits in halves])
-    monkeypatch.setattr(cached, "supports", lambda model, batch: False)
+    monkeypatch.setattr(cached, "supports", lambda model: False)
     stepped, stepped_bits = cached_sample(model, noise, labels, temperatures)
     assert torch.equal(compiled, stepped)
     torch.testing.assert_close(compiled_bits, stepped_bits, rtol=1e-5, atol=1e-4)

@@ -4,9 +4,8 @@
 position (see ``model.inference.caches``); ``cached_logits`` feeds known images through the
 same steps, so tests can check the cache against the forward pass pixel by pixel. A colour
 model (K = ``image_channels`` = 3) takes K such steps per pixel: red, then green, then blue.
-For a small batch of a grayscale gated network, ``cached_sample`` runs each row's pixel steps
-as one compiled loop (``model.inference.row_kernel``); otherwise, and for ``cached_logits``,
-the torch step.
+For a grayscale gated network, ``cached_sample`` runs each row's pixel steps as one compiled
+loop (``model.inference.row_kernel``); otherwise, and for ``cached_logits``, the torch step.
 
 A caller can watch the sampler draw: ``on_row(rows_done, images)`` runs after every row with
 the images so far (rows below ``rows_done`` are zeros), and may answer with the batch rows to
@@ -76,9 +75,7 @@ def cached_sample(
     out = torch.zeros(batch, colours, size, size, dtype=torch.uint8)
     # The compiled row loop where it runs this network; else the torch step, pixel by pixel.
     kernel = (
-        RowKernel(state, noise, temperature)
-        if isinstance(state, GatedCache) and supports(model, batch)
-        else None
+        RowKernel(state, noise, temperature) if isinstance(state, GatedCache) and supports(model) else None
     )
     nats = torch.zeros(batch, dtype=torch.float64)
     # Per dimension (a row each, coding order): its uniforms and the values drawn, as rows so

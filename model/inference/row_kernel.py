@@ -1,6 +1,6 @@
 """The fast sampler's horizontal pass as one compiled loop (numba): a whole row of pixels per call.
 
-At small batches the cached sampler's time goes to dispatching its ops, not to arithmetic: a
+At small batches the torch step's time goes to dispatching its ops, not to arithmetic: a
 pixel step of the shipped network is about 150 torch ops on vectors of 64 to 256 numbers, a
 few microseconds each, where the arithmetic takes a few. ``sample_row`` runs the same
 computation as ``GatedCache.logits`` followed by the draw and the write, for every pixel of
@@ -12,8 +12,11 @@ a few large convolutions per row) stay in torch; both sides share the cache's bu
 The sums run in another order than torch's matrix library, so logits differ from the torch
 step in the last bits (well inside the tolerance the tests hold the cached path to, against
 the forward pass), and an image differs from the torch step's only where its uniform falls
-within that distance of a boundary of the inverse CDF. The codec, whose two sides must agree
-bit for bit, keeps the torch step.
+within that distance of a boundary of the inverse CDF (one image in 16 or so of the shipped
+network). Each image's sums are the same whatever its batch, so an image never depends on
+what it was drawn with. The codec, whose two sides must agree bit for bit with the files it
+wrote before, keeps the torch step, as do completion and super-resolution (their particles
+are resampled between pixels).
 
 For grayscale ``gated`` and ``gated-attention`` networks; other ones run the torch step
 (``supports``).
@@ -40,18 +43,13 @@ if TYPE_CHECKING:
     from model.network.pixelcnn import PixelCNN
 
 
-# Up to this many images the compiled loop is faster than the torch step; above, the torch
-# step's batched matrix products win. Measured on a 2-core CPU with the shipped network, on
-# a worker thread as the service runs it: 8 images 1.10 s against 1.55, 16 1.53 s against
-# 2.19, 32 about even (on a program's main thread the torch step is a little faster at 16).
-MAX_BATCH = 16
-
-
-def supports(model: PixelCNN, batch: int) -> bool:
-    """Whether ``cached_sample`` runs ``batch`` images of this network with ``sample_row``: a
-    grayscale ``gated`` or ``gated-attention`` network, and at most ``MAX_BATCH`` images."""
-    grayscale_gated = model.config.arch in ("gated", "gated-attention") and model.config.image_channels == 1
-    return grayscale_gated and batch <= MAX_BATCH
+def supports(model: PixelCNN) -> bool:
+    """Whether ``cached_sample`` runs this network with ``sample_row``: a grayscale ``gated``
+    or ``gated-attention`` network. At every batch size, so that an image's numbers never
+    depend on the batch it was drawn in (the torch step is faster from about 32 images: 64
+    took 4.5 s against the loop's 5.6 on a 2-core CPU, but its sums differ in the last bits,
+    which would make a request's images depend, now and then, on what it was merged with)."""
+    return model.config.arch in ("gated", "gated-attention") and model.config.image_channels == 1
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
