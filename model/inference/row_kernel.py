@@ -34,13 +34,21 @@ import torch
 
 from model.inference.kernels import sample_row
 
-# Threads for the other parts of a batch: the loop releases the GIL, so they run side by side.
-_POOL = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="rows")
-
 if TYPE_CHECKING:
     from model.inference.attention_cache import AttentionCache
     from model.inference.caches import GatedCache
     from model.network.pixelcnn import PixelCNN
+
+# Threads for the other parts of a batch: the loop releases the GIL, so they run side by side.
+# One pool per process (a forked child has none of its parent's threads).
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    if pid not in _POOLS:
+        _POOLS[pid] = ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="rows")
+    return _POOLS[pid]
 
 
 def supports(model: PixelCNN) -> bool:
@@ -143,7 +151,7 @@ class RowKernel:
         if parts == 1:
             sample_row(i, *arrays, (0, batch))
             return
-        others = [_POOL.submit(sample_row, i, *arrays, (bounds[p], bounds[p + 1])) for p in range(1, parts)]
+        others = [_pool().submit(sample_row, i, *arrays, (bounds[p], bounds[p + 1])) for p in range(1, parts)]
         sample_row(i, *arrays, (bounds[0], bounds[1]))
         for other in others:
             other.result()
