@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
 
@@ -49,6 +49,22 @@ class ParticleJob(Job[Completion]):
 
     def merge_key(self) -> Hashable:
         return (self.particles, self.temperature)
+
+    # A subclass's inputs of one image, repeated for each of its results in a merged job, and
+    # its fields that the merge key makes equal.
+    PER_RESULT: ClassVar[tuple[str, ...]] = ()
+    SHARED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def merge(cls, jobs: Sequence[Self]) -> Self:
+        if len(jobs) == 1:
+            return jobs[0]
+        per_result: dict[str, Any] = {
+            name: torch.cat([getattr(job, name).expand(job.n, *getattr(job, name).shape) for job in jobs])
+            for name in cls.PER_RESULT
+        }
+        shared: dict[str, Any] = {name: getattr(jobs[0], name) for name in cls.SHARED}
+        return cls(**per_result, **shared, **cls.merged_fields(jobs))
 
     @staticmethod
     def merged_fields(jobs: Sequence[ParticleJob]) -> dict[str, Any]:
@@ -105,15 +121,7 @@ class CompleteJob(ParticleJob):
     image: torch.Tensor  # (C, H, W) model values; merged: (n, C, H, W), one per result
     mask: torch.Tensor  # (H, W) bool, True = fill; merged: (n, H, W)
 
-    @classmethod
-    def merge(cls, jobs: Sequence[CompleteJob]) -> CompleteJob:
-        if len(jobs) == 1:
-            return jobs[0]
-        return cls(
-            image=torch.cat([job.image.expand(job.n, *job.image.shape) for job in jobs]),
-            mask=torch.cat([job.mask.expand(job.n, *job.mask.shape) for job in jobs]),
-            **cls.merged_fields(jobs),
-        )
+    PER_RESULT = ("image", "mask")
 
     def run(self, served: ServedModel, metrics: Metrics) -> Completion:
         return complete(served.model, self.image, self.mask, self.n, **self.sampling())
@@ -129,15 +137,8 @@ class UpscaleJob(ParticleJob):
     def merge_key(self) -> Hashable:
         return (self.particles, self.temperature, self.factor)
 
-    @classmethod
-    def merge(cls, jobs: Sequence[UpscaleJob]) -> UpscaleJob:
-        if len(jobs) == 1:
-            return jobs[0]
-        return cls(
-            small=torch.cat([job.small.expand(job.n, *job.small.shape) for job in jobs]),
-            factor=jobs[0].factor,
-            **cls.merged_fields(jobs),
-        )
+    PER_RESULT = ("small",)
+    SHARED = ("factor",)
 
     def run(self, served: ServedModel, metrics: Metrics) -> Completion:
         sampling = self.sampling()

@@ -233,15 +233,22 @@ def decompress(model: PixelCNN, data: bytes) -> torch.Tensor:
     # that gives other bits than the encoder's one thread (none here, at 2 and 4 threads, but
     # nothing promises it), the checksum fails and the data is decoded again on one thread.
     threads = torch.get_num_threads() > 1
+
+    def decoded(reference: bool) -> tuple[torch.Tensor, bool]:
+        """The images, and whether the container's checksum holds for them and their labels."""
+        labels, images = _decode(model, header, payload, reference)
+        found = header.checksum(payload, _label_bytes(labels), images.numpy().tobytes())
+        return images, found == checksum
+
     try:
-        labels, images = _decode(model, header, payload, reference=not threads)
-        if threads and header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
-            raise CodecError("the caller's threads did not give the encoder's bits")
+        images, exact = decoded(reference=not threads)
     except CodecError:
         if not threads:
             raise
-        labels, images = _decode(model, header, payload, reference=True)
-    if header.checksum(payload, _label_bytes(labels), images.numpy().tobytes()) != checksum:
+        exact = False
+    if not exact and threads:  # perhaps the threads' bits: decode again the encoder's way
+        images, exact = decoded(reference=True)
+    if not exact:
         raise CodecError("corrupted or truncated data: the images' checksum does not match")
     return images
 
