@@ -17,6 +17,8 @@ pixel's first colour step, and added again at the others (``colour_step``).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +52,7 @@ class AttentionCache:
         bias[:channels] *= d**-0.5
         self.qkv = (bias, weight.t().contiguous())
         self.out = (block.out.weight.t().contiguous(), block.out.bias)
-        self.position_at = list(block.position.detach().unbind(0))  # (C,) per position: views, made once
+        self.position = block.position.detach()  # (N, C)
         self.shifted = block.shifted
         if not self.shifted:
             # previous_pixel(encoded value) for every value, and a last row for "no previous
@@ -61,12 +63,6 @@ class AttentionCache:
         self.previous_pixel = (block.previous_pixel.weight, block.previous_pixel.bias)
         self.keys = torch.zeros(batch, heads, d, positions)
         self.values = torch.zeros(batch, heads, positions, d)
-        flat_keys = self.keys.view(batch * heads, d, positions)
-        flat_values = self.values.view(batch * heads, positions, d)
-        self.keys_upto = [flat_keys[:, :, : t + 1] for t in range(positions)]  # (B*heads, d, t+1)
-        self.values_upto = [flat_values[:, : t + 1] for t in range(positions)]  # (B*heads, t+1, d)
-        self.key_at = [self.keys[..., t] for t in range(positions)]  # (B, heads, d)
-        self.value_at = [self.values[:, :, t] for t in range(positions)]
         # Colour: slot t % 2 keeps the stream before the block at position t (the token of
         # t + 1 reads it) and the block's output at t (t's later colours add it again). Two
         # slots, so that a look at t + 1 from a trial value at t (as super-resolution takes)
@@ -75,6 +71,29 @@ class AttentionCache:
         self.streams = [torch.zeros(batch, channels), torch.zeros(batch, channels)]
         self.outputs = [torch.zeros(batch, channels), torch.zeros(batch, channels)]
         self.no_stream = torch.zeros(batch, channels)
+
+    # Views per position, made on first use (the compiled row loop never uses them) and kept.
+    @cached_property
+    def position_at(self) -> list[torch.Tensor]:
+        return list(self.position.unbind(0))  # (C,) per position
+
+    @cached_property
+    def keys_upto(self) -> list[torch.Tensor]:
+        flat = self.keys.view(self.batch * self.heads, *self.keys.shape[2:])
+        return [flat[:, :, : t + 1] for t in range(flat.shape[2])]  # (B*heads, d, t+1)
+
+    @cached_property
+    def values_upto(self) -> list[torch.Tensor]:
+        flat = self.values.view(self.batch * self.heads, *self.values.shape[2:])
+        return [flat[:, : t + 1] for t in range(flat.shape[1])]  # (B*heads, t+1, d)
+
+    @cached_property
+    def key_at(self) -> list[torch.Tensor]:
+        return [self.keys[..., t] for t in range(self.keys.shape[3])]  # (B, heads, d)
+
+    @cached_property
+    def value_at(self) -> list[torch.Tensor]:
+        return [self.values[:, :, t] for t in range(self.values.shape[2])]
 
     def state(self) -> list[torch.Tensor]:
         """The per-image tensors, batch first."""

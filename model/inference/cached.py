@@ -83,11 +83,11 @@ def cached_sample(
     columns = noise.t().unsqueeze(2)  # (D, B, 1)
     drawn = torch.zeros(size * size * colours, batch, dtype=torch.long)
     for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
-        state.begin_row(i)  # the part of every layer that sees only the rows above
-        if kernel is not None:
+        if kernel is not None:  # the whole row, its vertical stacks included
             kernel.row(i)
             out[:, 0, i] = torch.from_numpy(kernel.drawn[:, i * size : (i + 1) * size])
         else:
+            state.begin_row(i)  # the part of every layer that sees only the rows above
             for j in range(size):
                 for k in range(colours):
                     d = (i * size + j) * colours + k

@@ -30,6 +30,8 @@ copying; the conv weights are permuted once to match. All caches are float32 ``(
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 import torch.nn.functional as F
 
@@ -106,19 +108,6 @@ class GatedCache(IncrementalModel):
         # Per layer, v->h + cond + bias for this row: one tensor, so the row kernel reads it whole.
         self.vh_rows = torch.zeros(len(self.layers), n, s, 2 * c)
         self.vh_row = list(self.vh_rows.unbind(0))
-        # Views of every layer's window and position j, made once: slicing per pixel would be
-        # a third of the step's ops. The buffers behind them are only ever written in place.
-        kw = self.kw
-        self.window_at = [[row[:, j * c : (j + kw) * c] for j in range(s)] for row in self.h_row[:-1]]
-        self.position_at = [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(s)] for row in self.h_row]
-        self.vh_at = [[vh[:, j] for j in range(s)] for vh in self.vh_row]
-        self.stem_at = [self.stem_row[:, j] for j in range(s)]
-        # The stem's window at each pixel, flat, and each pixel's input channels (views of ``inp``).
-        columns = self.stem_columns
-        self.stem_window_at = [
-            [self.inp[:, row + k, j : j + columns].view(n, -1) for j in range(s)] for row in range(s)
-        ]
-        self.pixel_at = [[self.inp[:, row + k, j + k] for j in range(s)] for row in range(s)]
         # gated-attention: a key/value cache per block, and the value of the pixel before the
         # next one (``levels`` before the first pixel: the attention's "no previous pixel").
         self.attention = {
@@ -135,6 +124,42 @@ class GatedCache(IncrementalModel):
             self.previous_at = [torch.zeros(n, self.colours + 1), *inp_at[:-1]]
         self.previous = torch.full((n,), self.levels, dtype=torch.long)
         self.row = -1  # the row begun last
+
+    # Views of every layer's window and position j, made on first use (the compiled row loop
+    # never uses them; making them takes longer than sampling a small image with it) and then
+    # kept: slicing per pixel would be a third of the step's ops. The buffers behind them are
+    # only ever written in place.
+    @cached_property
+    def window_at(self) -> list[list[torch.Tensor]]:
+        c, kw = self.model.config.channels, self.kw
+        return [[row[:, j * c : (j + kw) * c] for j in range(self.size)] for row in self.h_row[:-1]]
+
+    @cached_property
+    def position_at(self) -> list[list[torch.Tensor]]:
+        c, kw = self.model.config.channels, self.kw
+        return [[row[:, (j + kw - 1) * c : (j + kw) * c] for j in range(self.size)] for row in self.h_row]
+
+    @cached_property
+    def vh_at(self) -> list[list[torch.Tensor]]:
+        return [[vh[:, j] for j in range(self.size)] for vh in self.vh_row]
+
+    @cached_property
+    def stem_at(self) -> list[torch.Tensor]:
+        return [self.stem_row[:, j] for j in range(self.size)]
+
+    @cached_property
+    def stem_window_at(self) -> list[list[torch.Tensor]]:
+        """The stem's window at each pixel, flat (views of ``inp``)."""
+        s, k, columns = self.size, self.k, self.stem_columns
+        return [
+            [self.inp[:, row + k, j : j + columns].view(self.batch, -1) for j in range(s)] for row in range(s)
+        ]
+
+    @cached_property
+    def pixel_at(self) -> list[list[torch.Tensor]]:
+        """Each pixel's input channels (views of ``inp``)."""
+        s, k = self.size, self.k
+        return [[self.inp[:, row + k, j + k] for j in range(s)] for row in range(s)]
 
     def live_part(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         # After begin_row(i), the vertical stacks' inputs are read again only at padded rows

@@ -1,8 +1,9 @@
-"""The compiled loops of the fast sampler's row kernel (numba; see ``model.inference.row_kernel``).
+"""The compiled loops of the fast sampler's rows (numba; see ``model.inference.row_kernel``).
 
-Plain loops over small float32 vectors: a matrix-vector product is a loop over the input that
-adds each nonzero input times its weight row to the output (each output summed in order, so an
-image's numbers never depend on the batch), and the draw is ``draw``'s inverse CDF in float64.
+``vertical_row`` runs every layer's vertical stack at a row, ``sample_row`` the row's pixels:
+plain loops over small float32 rows, matrix-vector products as ``affine_rows`` (each output
+summed over its inputs in order, so an image's numbers never depend on the batch), the gates
+and the attention's softmax with ``exp32``, the draw as ``draw``'s inverse CDF in float64.
 """
 
 from __future__ import annotations
@@ -12,117 +13,100 @@ import math
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, nogil=True)
-def _affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
-    """``out = bias + x @ weight``: x ``(K,)``, weight ``(K, N)``, summed over k in order."""
-    n = out.shape[0]
-    for o in range(n):
-        out[o] = bias[o]
-    for k in range(x.shape[0]):
-        xk = x[k]
-        if xk != 0.0:
-            for o in range(n):
-                out[o] += xk * weight[k, o]
+from model.inference.vector_ops import affine_rows, copy, exp32, exp64, gate, relu, total
 
 
 @njit(cache=True, nogil=True)
-def _affine_rows(x: np.ndarray, weight: np.ndarray, start: np.ndarray, out: np.ndarray, relu: bool) -> None:
-    """``out[b] = start[b] + x[b] @ weight`` for every row b (``max(x, 0)`` with ``relu``):
-    x ``(B, K)``, weight ``(K, N)``, start ``(B, N)``. Each weight row is read once for all
-    rows; each output is summed over k in order, whatever B is."""
-    rows, n = out.shape
-    for b in range(rows):
-        for o in range(n):
-            out[b, o] = start[b, o]
-    for k in range(x.shape[1]):
-        w = weight[k]
-        for b in range(rows):
-            xk = x[b, k]
-            if xk > 0.0 or (xk != 0.0 and not relu):
-                for o in range(n):
-                    out[b, o] += xk * w[o]
-
-
-@njit(cache=True, nogil=True)
-def _affine_windows(x: np.ndarray, weight: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
-    """``_affine_rows`` of windows ``(B, kw, C)``, each flattened row by row, not copied."""
-    rows, n = out.shape
-    width = x.shape[2]
-    for b in range(rows):
-        for o in range(n):
-            out[b, o] = start[b, o]
-    for q in range(x.shape[1]):
-        for e in range(width):
-            w = weight[q * width + e]
-            for b in range(rows):
-                xk = x[b, q, e]
-                if xk != 0.0:
-                    for o in range(n):
-                        out[b, o] += xk * w[o]
+def _fill_rows(out: np.ndarray, row: np.ndarray) -> None:
+    """Every row of ``out`` ``(B, N)`` set to ``row`` ``(N,)``."""
+    for b in range(out.shape[0]):
+        copy(row, out[b])
 
 
 @njit(cache=True, nogil=True)
 def _attend(
     block: int,
-    b: int,
     t: int,
-    h: np.ndarray,
-    previous: int,
-    norm: np.ndarray,
-    eps: float,
-    position: np.ndarray,
-    previous_table: np.ndarray,
-    qkv_w: np.ndarray,
-    qkv_b: np.ndarray,
-    out_w: np.ndarray,
-    out_b: np.ndarray,
+    stream: np.ndarray,
+    previous: np.ndarray,
+    weights: tuple[np.ndarray, ...],
     keys: np.ndarray,
     values: np.ndarray,
-    scratch: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
-    """One attention block at raster position ``t`` of image ``b``: adds its output to the
-    stream ``h`` ``(C,)`` in place, and stores the position's key and value."""
-    c = h.shape[0]
-    heads, d = keys.shape[2], keys.shape[3]
-    mean = h.mean()
-    centred = h - mean
-    inv = 1.0 / math.sqrt((centred * centred).mean() + eps)
-    tokens = centred * np.float32(inv) * norm[block, 0] + norm[block, 1]
-    tokens += position[block, t]
-    tokens += previous_table[block, previous]
-    qkv = scratch[: 3 * c]
-    _affine(tokens, qkv_w[block], qkv_b[block], qkv)
-    attended = scratch[3 * c : 4 * c]
-    weights = scratch[4 * c : 4 * c + t + 1]
-    for head in range(heads):
-        query = qkv[head * d : (head + 1) * d]  # scaled by 1/sqrt(d) in the weights
-        head_keys = keys[block, b, head]  # (d, N): a query's scores are a row-vector product
-        for e in range(d):
-            head_keys[e, t] = qkv[c + head * d + e]
-        values[block, b, head, t] = qkv[2 * c + head * d : 2 * c + (head + 1) * d]
-        weights[:] = 0.0
-        for e in range(d):
-            qe = query[e]
-            key_row = head_keys[e]
-            for p in range(t + 1):
-                weights[p] += qe * key_row[p]
-        top = weights.max()
-        total = np.float32(0.0)
-        for p in range(t + 1):
-            weights[p] = math.exp(weights[p] - top)
-            total += weights[p]
-        out = attended[head * d : (head + 1) * d]
-        out[:] = 0.0
-        head_values = values[block, b, head]
-        for p in range(t + 1):
-            share = weights[p] / total
-            value_row = head_values[p]
+    """One attention block at raster position ``t`` for every image of ``stream`` ``(B, C)``:
+    adds the block's output to the stream in place and stores each image's key and value.
+    ``previous`` ``(B,)``: each image's previous pixel value; ``keys`` ``(B, heads, d, H*W)``
+    and ``values`` ``(B, heads, H*W, d)``: this block's caches for these images. ``scratch``:
+    ``(B, C)``, ``(B, 3C)``, ``(B, heads, d)`` and ``(1, H*W)``."""
+    norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b = weights
+    tokens, qkv, attended, scores = scratch
+    count, c = stream.shape
+    heads, d = keys.shape[1], keys.shape[2]
+    for b in range(count):
+        mean = np.float32(stream[b].mean())
+        variance = np.float32(0.0)
+        for e in range(c):
+            variance += (stream[b, e] - mean) * (stream[b, e] - mean)
+        inv = np.float32(1.0 / math.sqrt(variance / c + eps[0]))
+        for e in range(c):
+            token = (stream[b, e] - mean) * inv * norm[block, 0, e] + norm[block, 1, e]
+            tokens[b, e] = token + position[block, t, e] + previous_table[block, previous[b], e]
+    _fill_rows(qkv, qkv_b[block])
+    affine_rows(tokens, 0, c, qkv_w[block], qkv, qkv, 3 * c)
+    for b in range(count):
+        for head in range(heads):
+            head_keys, head_values = keys[b, head], values[b, head]  # (d, H*W) and (H*W, d)
             for e in range(d):
-                out[e] += share * value_row[e]
-    result = scratch[4 * c + t + 1 : 5 * c + t + 1]
-    _affine(attended, out_w[block], out_b[block], result)
-    h += result
+                head_keys[e, t] = qkv[b, c + head * d + e]
+                head_values[t, e] = qkv[b, 2 * c + head * d + e]
+            scores[0, : t + 1] = np.float32(0.0)
+            # The query (scaled by 1/sqrt(d) in the weights) against every key so far.
+            affine_rows(qkv[b : b + 1], head * d, d, head_keys, scores, scores, t + 1)
+            top = scores[0, : t + 1].max()
+            for p in range(t + 1):
+                # Shares under e^-64 (1.6e-28, far below float32's resolution next to the top
+                # share of 1) are zeros: their products with values could be subnormal, slow.
+                shifted = scores[0, p] - top
+                scores[0, p] = exp32(shifted) if shifted > np.float32(-64.0) else np.float32(0.0)
+            inverse = np.float32(1.0) / total(scores[0], t + 1)
+            for p in range(t + 1):
+                scores[0, p] *= inverse
+            out = attended[b, head : head + 1]  # (1, d)
+            out[0] = np.float32(0.0)
+            affine_rows(scores, 0, t + 1, head_values, out, out, d)
+    _fill_rows(tokens, out_b[block])  # tokens is free again: the output projection's start
+    affine_rows(attended.reshape(count, c), 0, c, out_w[block], tokens, tokens, c)
+    for b in range(count):
+        for e in range(c):
+            stream[b, e] += tokens[b, e]
+
+
+@njit(cache=True, nogil=True)
+def _draw(logits: np.ndarray, t: int, lo: int, sampling: tuple[np.ndarray, ...], weights: np.ndarray) -> None:
+    """The inverse-CDF draw of pixel ``t`` for images ``lo ..`` from logits ``(B, levels)``, in
+    float64 as ``model.inference.sampling.draw``; adds each value's negative log-likelihood
+    at temperature 1 (nats) and records the value."""
+    noise, temperature, previous, drawn, nats = sampling
+    levels = logits.shape[1]
+    for b in range(logits.shape[0]):
+        image = lo + b
+        top = float(logits[b].max())
+        total = 0.0
+        for v in range(levels):
+            weights[v] = exp64((float(logits[b, v]) - top) / temperature[image])
+        for v in range(levels):
+            total += weights[v]
+        cdf = np.cumsum(weights / total)
+        value = min(np.searchsorted(cdf, noise[image, t] * cdf[-1]), levels - 1)
+        natural = total  # the softmax's denominator at temperature 1
+        if temperature[image] != 1.0:
+            natural = 0.0
+            for v in range(levels):
+                natural += exp64(float(logits[b, v]) - top)
+        nats[image] -= float(logits[b, value]) - top - math.log(natural)
+        drawn[image, t] = value
+        previous[image] = value
 
 
 @njit(cache=True, nogil=True)
@@ -142,7 +126,7 @@ def sample_row(
     horizontal stem's weight ``(k * 2, C)``, bias ``(C,)``, and the row's vertical term
     ``(B, W, C)``. ``layers``: horizontal weights ``(L, kw * C, 2C)``, the row's vertical term
     plus bias and label ``(L, B, W, 2C)``, residual weights ``(L, C, C)`` and biases ``(L, C)``,
-    skip weights and biases likewise, and scratch rows ``(L + 1, B, W + kw - 1, C)``.
+    skip weights and biases likewise, and scratch rows ``(L + 1, B, (W + kw - 1) * C)``.
     ``attention``: per block, layer norm weight and bias ``(A, 2, C)``, its eps ``(1,)``,
     positions ``(A, H*W, C)``, previous-pixel table ``(A, levels + 1, C)``, qkv ``(A, C, 3C)``
     and ``(A, 3C)``, output ``(A, C, C)`` and ``(A, C)``, keys ``(A, B, heads, d, H*W)`` and
@@ -157,71 +141,138 @@ def sample_row(
     stem_w, stem_b, stem_row = stem
     h_w, vh_row, res_w, res_b, skip_w, skip_b, rows = layers
     norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b, keys, values, block_of = attention
+    block_weights = (norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b)
     w1, b1, w2, b2, table = head
-    noise, temperature, previous, drawn, nats = sampling
+    previous = sampling[2]
     k = (inp.shape[2] - stem_row.shape[1]) // 2
     size, c = stem_row.shape[1], stem_b.shape[0]
     n_layers, kw = h_w.shape[0], h_w.shape[1] // c
-    levels = b2.shape[0]
+    levels, heads = b2.shape[0], keys.shape[2]
     lo, hi = images
     count = hi - lo
     pre = np.empty((count, 2 * c), dtype=np.float32)
     gated = np.empty((count, c), dtype=np.float32)
-    term = np.empty((count, c), dtype=np.float32)
     skip = np.empty((count, c), dtype=np.float32)
     hidden = np.empty((count, b1.shape[0]), dtype=np.float32)
     logits = np.empty((count, levels), dtype=np.float32)
     weights = np.empty(levels, dtype=np.float64)
-    scratch = np.empty(5 * c + noise.shape[1], dtype=np.float32)  # the attention's
-    head_start = (np.empty((count, b1.shape[0]), np.float32), np.empty((count, levels), np.float32))
-    skip_start = np.empty((count, c), np.float32)
+    scratch = (
+        np.empty((count, c), np.float32),
+        np.empty((count, 3 * c), np.float32),
+        np.empty((count, heads, c // heads), np.float32),
+        np.empty((1, sampling[0].shape[1]), np.float32),
+    )
     stream = np.empty((count, c), np.float32)  # the layer's output at this pixel, contiguous
-    for b in range(count):
-        head_start[0][b] = b1
-        head_start[1][b] = b2
     rows[:, lo:hi] = 0.0
     for j in range(size):
         t = i * size + j
-        at = j + kw - 1  # this pixel's place in the scratch rows
-        _affine_windows(inp[lo:hi, i + k, j : j + k], stem_w, stem_row[lo:hi, j], stream)
-        for b in range(count):
+        at = (j + kw - 1) * c  # this pixel's place in the scratch rows
+        for b in range(count):  # the stem: a window of k pixels of (intensity, one)
             for e in range(c):
-                stream[b, e] += stem_b[e]
-        rows[0, lo:hi, at] = stream
+                stream[b, e] = stem_row[lo + b, j, e] + stem_b[e]
+            for q in range(2 * k):
+                value = inp[lo + b, i + k, j + q // 2, q % 2]
+                if value != 0.0:
+                    for e in range(c):
+                        stream[b, e] += value * stem_w[q, e]
+        for b in range(count):
+            copy(stream[b], rows[0, lo + b, at : at + c])
         skip[:] = 0.0
         for layer in range(n_layers):
-            _affine_windows(rows[layer, lo:hi, j : j + kw], h_w[layer], vh_row[layer, lo:hi, j], pre)
+            for b in range(count):
+                copy(vh_row[layer, lo + b, j], pre[b])
+            affine_rows(rows[layer, lo:hi], j * c, kw * c, h_w[layer], pre, pre, 2 * c)
+            gate(pre, gated)
             for b in range(count):
                 for e in range(c):
-                    gated[b, e] = math.tanh(pre[b, e]) / (1.0 + math.exp(-pre[b, c + e]))
-            for b in range(count):
-                term[b] = stream[b] + res_b[layer]  # the residual stream and bias
-                skip_start[b] = skip[b] + skip_b[layer]
-            _affine_rows(gated, res_w[layer], term, stream, False)
-            _affine_rows(gated, skip_w[layer], skip_start, skip, False)
+                    stream[b, e] += res_b[layer, e]  # the residual stream and bias
+                    skip[b, e] += skip_b[layer, e]
+            affine_rows(gated, 0, c, res_w[layer], stream, stream, c)
+            affine_rows(gated, 0, c, skip_w[layer], skip, skip, c)
             block = block_of[layer]
             if block >= 0:
-                for b in range(count):
-                    _attend(
-                        block, lo + b, t, stream[b], previous[lo + b], norm, eps[0], position, previous_table,
-                        qkv_w, qkv_b, out_w, out_b, keys, values, scratch,
-                    )  # fmt: skip
-            rows[layer + 1, lo:hi, at] = stream
-        _affine_rows(skip, w1, head_start[0], hidden, True)
-        _affine_rows(hidden, w2, head_start[1], logits, True)
+                _attend(
+                    block, t, stream, previous[lo:hi], block_weights,
+                    keys[block, lo:hi], values[block, lo:hi], scratch,
+                )  # fmt: skip
+            for b in range(count):
+                copy(stream[b], rows[layer + 1, lo + b, at : at + c])
+        relu(skip)
+        _fill_rows(hidden, b1)
+        affine_rows(skip, 0, c, w1, hidden, hidden, b1.shape[0])
+        relu(hidden)
+        _fill_rows(logits, b2)
+        affine_rows(hidden, 0, b1.shape[0], w2, logits, logits, levels)
+        _draw(logits, t, lo, sampling, weights)
         for b in range(count):
-            image = lo + b
-            # The inverse-CDF draw in float64, as ``model.inference.sampling.draw``.
-            top = logits[b].max()
-            for v in range(levels):
-                weights[v] = math.exp((float(logits[b, v]) - top) / temperature[image])
-            cdf = np.cumsum(weights / weights.sum())
-            value = min(np.searchsorted(cdf, noise[image, t] * cdf[-1]), levels - 1)
-            natural = 0.0  # the value's log-probability at temperature 1
-            for v in range(levels):
-                natural += math.exp(float(logits[b, v]) - top)
-            nats[image] -= float(logits[b, value]) - top - math.log(natural)
-            drawn[image, t] = value
-            previous[image] = value
-            inp[image, i + k, j + k, 0] = table[value, 0]
-            inp[image, i + k, j + k, 1] = table[value, 1]
+            value = previous[lo + b]
+            inp[lo + b, i + k, j + k, 0] = table[value, 0]
+            inp[lo + b, i + k, j + k, 1] = table[value, 1]
+
+
+@njit(cache=True, nogil=True)
+def vertical_row(
+    i: int,
+    stem_windows: np.ndarray,
+    stem: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    windows: np.ndarray,
+    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    outputs: tuple[np.ndarray, np.ndarray],
+    images: tuple[int, int],
+) -> None:
+    """The vertical stacks at row ``i`` (the parts of every layer that see only rows above it),
+    for images ``images`` ``(start, end)``: what ``GatedCache.begin_row`` computes, each
+    layer's row as a few matrix products of W rows (one per column).
+
+    ``stem_windows`` ``(B, H + k, W, (2k + 1) * 2)``: the padded input's window at each
+    column (an overlapping view). ``stem``: the stem's vertical weight ``(k, (2k + 1) * 2, C)``
+    (one block per window row) and bias ``(C,)``, its vertical-to-horizontal weight ``(C, C)``
+    and bias ``(C,)``. ``windows`` ``(L, H + kh - 1, B, W, kv * C)``: each layer's vertical
+    input, top-padded, as windows of kv columns (an overlapping view of a buffer the loop
+    writes). ``layers``: vertical weights ``(L, kh, kv * C, 2C)`` and biases ``(L, 2C)``,
+    vertical-to-horizontal weights ``(L, 2C, 2C)``, per image the start of the row's
+    horizontal term (that conv's bias, the label's and the horizontal conv's bias) ``(L, B, 2C)``
+    and the label's vertical term ``(L, B, 2C)``. ``outputs``: the stem's horizontal term
+    ``(B, W, C)`` and each layer's ``(L, B, W, 2C)``, written here and read by ``sample_row``.
+    """
+    stem_w, stem_b, stem_v2h_w, stem_v2h_b = stem
+    v_w, v_b, v2h_w, vh_start, v_cond = layers
+    stem_row, vh_rows = outputs
+    n_layers, kh = v_w.shape[0], v_w.shape[1]
+    size, c = stem_row.shape[1], stem_row.shape[2]
+    pad = (windows.shape[4] // c - 1) // 2
+    top = i + kh - 1  # the padded row that holds image row i
+    lo, hi = images
+    v = np.empty((size, c), np.float32)  # the stem's vertical output, then each layer's
+    layer_pre = np.empty((size, 2 * c), np.float32)
+    for b in range(lo, hi):
+        for w in range(size):
+            for e in range(c):
+                v[w, e] = stem_b[e]
+        for dr in range(stem_w.shape[0]):
+            affine_rows(stem_windows[b, i + dr], 0, stem_w.shape[1], stem_w[dr], v, v, c)
+        for w in range(size):
+            for e in range(c):
+                stem_row[b, w, e] = stem_v2h_b[e]
+        affine_rows(v, 0, c, stem_v2h_w, stem_row[b], stem_row[b], c)
+        for layer in range(n_layers):
+            source = windows[layer, top, b]  # (W, kv * C); column w's own input at pad + w
+            for w in range(size):
+                for e in range(c):
+                    source[w, pad * c + e] = v[w, e]  # writes the buffer behind every window
+            for w in range(size):
+                for e in range(2 * c):
+                    layer_pre[w, e] = v_b[layer, e]
+            for dr in range(kh):
+                affine_rows(
+                    windows[layer, i + dr, b], 0, v_w.shape[2], v_w[layer, dr], layer_pre, layer_pre, 2 * c
+                )
+            for w in range(size):
+                for e in range(2 * c):
+                    vh_rows[layer, b, w, e] = vh_start[layer, b, e]
+            affine_rows(layer_pre, 0, 2 * c, v2h_w[layer], vh_rows[layer, b], vh_rows[layer, b], 2 * c)
+            if layer + 1 < n_layers:
+                for w in range(size):
+                    for e in range(2 * c):
+                        layer_pre[w, e] += v_cond[layer, b, e]
+                gate(layer_pre, v)
