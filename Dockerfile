@@ -28,13 +28,14 @@ RUN useradd --create-home --uid 10001 pixelcnn \
 USER 10001
 VOLUME /srv/state
 
-# numba keeps the sampler's compiled row loop in the state volume too, so a restart reuses it.
+# numba keeps the sampler's compiled loops in the state volume too, so only the first start
+# compiles them (about 40 s on a 2-core CPU; the health check's start period allows for it).
 ENV PIXELCNN_WEIGHTS=/srv/weights/pixelcnn-gated-fmnist.safetensors \
     PIXELCNN_CLASSIFIER=/srv/weights/fmnist-classifier.safetensors \
     PIXELCNN_JOB_STORE=sqlite:////srv/state/jobs.sqlite3 \
     NUMBA_CACHE_DIR=/srv/state/numba
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 # Inside the container the service listens on every interface, to be reachable through a
 # published port, so it starts only with API keys (PIXELCNN_API_KEYS_FILE, a mounted file) or

@@ -24,6 +24,7 @@ from model.codec.container import CodecError
 from model.codec.range_coder import compress_with_stats, decompress
 from model.inference.cached import cached_sample
 from model.inference.likelihood import Likelihood, log_likelihood
+from model.inference.row_kernel import supports
 from model.network.pixelcnn import PixelCNN
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class Job(ABC, Generic[R]):
         if len(jobs) != 1:
             raise ValueError(f"{cls.__name__} jobs run alone")
         return jobs[0]
+
+    def compiled(self, served: ServedModel) -> bool:
+        """Whether this job runs as compiled loops that split a batch between threads of their
+        own, rather than as many small torch ops (see ``SMALL_BATCH_IMAGES``)."""
+        return False
 
     @abstractmethod
     def run(self, served: ServedModel, metrics: Metrics) -> R:
@@ -89,6 +95,9 @@ class GenerateJob(Job[tuple[torch.Tensor, torch.Tensor]]):
             torch.cat([job.temperatures for job in jobs]),
             parts=BatchRows([(job.images, job.progress) for job in jobs]),
         )
+
+    def compiled(self, served: ServedModel) -> bool:
+        return supports(served.model)
 
     def run(self, served: ServedModel, metrics: Metrics) -> tuple[torch.Tensor, torch.Tensor]:
         # Only a batch with a streamed request watches its rows (and may drop a request's images).

@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-# Below this many images a batch runs on one torch thread. Its steps are a few hundred ops on
-# tiny tensors, and a second intra-op thread on the worker thread, next to the event loop,
-# made /generate n=1 about 1.8x slower over HTTP on 2 cores (``bench.load --small``), while a
-# 16-image batch gained a little from it.
+# Below this many images a batch of torch steps runs on one torch thread. Its steps are a few
+# hundred ops on tiny tensors, and a second intra-op thread on the worker thread, next to the
+# event loop, made /generate n=1 about 1.8x slower over HTTP on 2 cores (``bench.load
+# --small``), while a 16-image batch gained a little from it. A job of compiled loops
+# (``Job.compiled``) splits its images between threads of its own, which do not spin, and
+# gets every thread: 4 images took 0.21 s on 2 against 0.33 s on one.
 SMALL_BATCH_IMAGES = 8
 
 
@@ -248,7 +250,8 @@ class InferenceWorker:
             if batch is None:
                 return
             images = sum(ticket.images for ticket in batch)
-            torch.set_num_threads(1 if images < SMALL_BATCH_IMAGES else threads)
+            small = images < SMALL_BATCH_IMAGES and not batch[0].job.compiled(batch[0].served)
+            torch.set_num_threads(1 if small else threads)
             try:
                 self._run_batch(batch)
             finally:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from numba import njit
 
-from model.inference import kernels
-from model.inference.caches import GatedCache, incremental
+from model.inference import cached, kernels
+from model.inference.generation import generate
 from model.inference.row_kernel import RowKernel
 from model.inference.vector_ops import affine_rows, exp32, exp64, gate, total
 from tests.conftest import random_model
@@ -86,15 +87,26 @@ def test_a_fresh_compilation_gives_the_same_bits_as_the_cached_one() -> None:
     fresh = njit(nogil=True)(kernels.sample_row.py_func)
     results = []
     for sample_row in (kernels.sample_row, fresh):
-        with torch.no_grad():
-            state = incremental(model, torch.tensor([1, 7]), 2)
-            assert isinstance(state, GatedCache)
-            noise = torch.rand(2, 100, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-            kernel = RowKernel(state, noise, 1.0)
-            for i in range(2):
-                vertical, horizontal = kernel.arguments((0, 2))
-                kernels.vertical_row(i, *vertical)
-                sample_row(i, *horizontal)
-            results.append((kernel.rows.copy(), kernel.keys.copy(), kernel.nats.copy(), kernel.drawn.copy()))
-    for cached, anew in zip(*results, strict=True):
-        assert np.array_equal(cached, anew)
+        noise = torch.rand(2, 100, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+        kernel = RowKernel(model, torch.tensor([1, 7]), noise, 1.0)
+        for i in range(2):
+            vertical, horizontal = kernel.arguments((0, 2))
+            kernels.vertical_row(i, *vertical)
+            sample_row(i, *horizontal)
+        results.append((kernel.rows.copy(), kernel.keys.copy(), kernel.nats.copy(), kernel.drawn.copy()))
+    for from_cache, anew in zip(*results, strict=True):
+        assert np.array_equal(from_cache, anew)
+
+
+def test_the_laid_out_weights_follow_an_update_of_the_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loops' weights are kept per network; an in-place update (a training step,
+    ``load_state_dict``) lays them out again, so the loops draw what the torch step draws."""
+    model = random_model("gated-attention", 10, seed=9, layers=2)
+    before = generate(model, 3, seeds=[1, 2, 3])
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.3)
+    after = generate(model, 3, seeds=[1, 2, 3])
+    monkeypatch.setattr(cached, "supports", lambda model: False)
+    assert torch.equal(after, generate(model, 3, seeds=[1, 2, 3]))
+    assert not torch.equal(before, after)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from starlette.requests import Request
 
+from app import jobs
 from app.errors import ClientError
 from app.jobs import CallJob, GenerateJob
 from app.metrics import Metrics
@@ -253,3 +254,21 @@ def test_small_batches_run_on_one_torch_thread_and_larger_ones_on_the_setting(
         ]
 
     assert asyncio.run(scenario()) == [1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("started", [{"torch_threads": 2}], indirect=True)
+def test_one_image_of_the_compiled_loops_gets_every_thread(
+    started: OneModelWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gated network's images are drawn by the compiled row loops, which split a batch
+    between threads of their own: even one image's job runs with the thread setting."""
+    seen: list[int] = []
+    sample = jobs.cached_sample
+
+    def watched(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(torch.get_num_threads())
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "cached_sample", watched)
+    images, _ = asyncio.run(started.submit(generate_job([5])))
+    assert seen == [2] and images.shape == (1, 1, 8, 8)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from model.inference.caches import GatedCache, incremental
+from model.inference.caches import incremental
 from model.inference.incremental import IncrementalModel
 from model.inference.row_kernel import RowKernel, supports
 from model.inference.sampling import draw
@@ -71,51 +71,53 @@ def cached_sample(
         raise ValueError(f"noise must have shape (B, {size * size * colours}), got {tuple(noise.shape)}")
     if isinstance(temperature, torch.Tensor) and bool((temperature == 1.0).all()):
         temperature = 1.0  # the same draws, without dividing by ones at every pixel
+    if supports(model):  # the compiled row loops
+        return _sample_rows(RowKernel(model, labels, noise, temperature), size, progress, on_row)
     state = incremental(model, labels, batch)
     out = torch.zeros(batch, colours, size, size, dtype=torch.uint8)
-    # The compiled row loop where it runs this network; else the torch step, pixel by pixel.
-    kernel = (
-        RowKernel(state, noise, temperature) if isinstance(state, GatedCache) and supports(model) else None
-    )
     nats = torch.zeros(batch, dtype=torch.float64)
     # Per dimension (a row each, coding order): its uniforms and the values drawn, as rows so
     # that a pixel's step indexes once; ``out`` is filled from them a row of pixels at a time.
     columns = noise.t().unsqueeze(2)  # (D, B, 1)
     drawn = torch.zeros(size * size * colours, batch, dtype=torch.long)
     for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
-        if kernel is not None:  # the whole row, its vertical stacks included
-            kernel.row(i)
-            out[:, 0, i] = torch.from_numpy(kernel.drawn[:, i * size : (i + 1) * size])
-        else:
-            state.begin_row(i)  # the part of every layer that sees only the rows above
-            for j in range(size):
-                for k in range(colours):
-                    d = (i * size + j) * colours + k
-                    logits = state.logits(i, j, k)  # the network at pixel (i, j) alone, colour k
-                    values, log_p = draw_and_score(logits, columns[d], temperature)
-                    nats -= log_p
-                    state.write(i, j, values, k)  # input for the next colours and pixels
-                    drawn[d] = values
-            row = drawn[i * size * colours : (i + 1) * size * colours].view(size, colours, -1)
-            out[:, :, i] = row.permute(2, 1, 0).to(torch.uint8)
+        state.begin_row(i)  # the part of every layer that sees only the rows above
+        for j in range(size):
+            for k in range(colours):
+                d = (i * size + j) * colours + k
+                logits = state.logits(i, j, k)  # the network at pixel (i, j) alone, colour k
+                values, log_p = draw_and_score(logits, columns[d], temperature)
+                nats -= log_p
+                state.write(i, j, values, k)  # input for the next colours and pixels
+                drawn[d] = values
+        row = drawn[i * size * colours : (i + 1) * size * colours].view(size, colours, -1)
+        out[:, :, i] = row.permute(2, 1, 0).to(torch.uint8)
         keep = None if on_row is None else on_row(i + 1, out)
         if keep is not None and i + 1 < size:  # the dropped images cost nothing from here on
             state = keep_rows(state, labels, keep)
             out, nats, columns, drawn = out[keep], nats[keep], columns[:, keep], drawn[:, keep]
-            if kernel is not None:
-                assert isinstance(state, GatedCache)
-                kernel.keep(state, keep)
             if labels is not None:
                 labels = labels[keep]
             if isinstance(temperature, torch.Tensor) and temperature.dim() > 0:
                 temperature = temperature[keep]
         elif keep is not None:
             out, nats = out[keep], nats[keep]
-            if kernel is not None:
-                kernel.keep(kernel.state, keep)
-    if kernel is not None:
-        nats = torch.from_numpy(kernel.nats).clone()
     return out, nats / math.log(2.0)
+
+
+def _sample_rows(
+    kernel: RowKernel, size: int, progress: bool, on_row: RowCallback | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cached_sample`` with the compiled row loops (a grayscale gated network)."""
+    out = torch.zeros(len(kernel.nats), 1, size, size, dtype=torch.uint8)
+    for i in tqdm(range(size), disable=not progress, desc="sampling (rows)"):
+        kernel.row(i)  # the whole row, its vertical stacks included
+        out[:, 0, i] = torch.from_numpy(kernel.drawn[:, i * size : (i + 1) * size])
+        keep = None if on_row is None else on_row(i + 1, out)
+        if keep is not None:  # the dropped images cost nothing from here on
+            kernel.keep(keep)
+            out = out[keep]
+    return out, torch.from_numpy(kernel.nats) / math.log(2.0)
 
 
 def draw_and_score(

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from model.inference.caches import GatedCache, incremental
 from model.inference.incremental import applied_weight, pointwise_weight, window_weight
 
 if TYPE_CHECKING:
     from model.inference.attention_cache import AttentionCache
-    from model.inference.caches import GatedCache
     from model.network.pixelcnn import PixelCNN
 
 
@@ -51,12 +51,17 @@ _KEPT: weakref.WeakKeyDictionary[PixelCNN, tuple[tuple[tuple[int, int], ...], Ke
 )
 
 
-def kernel_weights(state: GatedCache) -> KernelWeights:
-    """The loops' weights for ``state``'s network, made at most once per parameter version."""
-    model = state.model
+def kernel_weights(model: PixelCNN) -> KernelWeights:
+    """The loops' weights for ``model``, made at most once per parameter version (from the
+    torch step's cache of one image, which holds them prepared: transposed, with the
+    attention's query scale folded in)."""
     version = tuple((id(p), p._version) for p in model.parameters())
     kept = _KEPT.get(model)
     if kept is None or kept[0] != version:
+        labels = None if model.config.num_classes is None else torch.zeros(1, dtype=torch.long)
+        with torch.no_grad():
+            state = incremental(model, labels, 1)
+        assert isinstance(state, GatedCache)
         kept = (version, _lay_out(state))
         _KEPT[model] = kept
     return kept[1]

@@ -34,9 +34,9 @@ from numpy.lib.stride_tricks import as_strided
 
 from model.inference.kernel_weights import float32_array, kernel_weights
 from model.inference.kernels import sample_row, vertical_row
+from model.network.layers import GatedLayer, GatedStem
 
 if TYPE_CHECKING:
-    from model.inference.caches import GatedCache
     from model.network.pixelcnn import PixelCNN
 
 # Threads for the other parts of a batch: the loop releases the GIL, so they run side by side.
@@ -60,19 +60,28 @@ def supports(model: PixelCNN) -> bool:
 
 
 class RowKernel:
-    """The compiled loops' arrays for one ``GatedCache`` and one batch of noise.
+    """The compiled loops' arrays for one network and one batch of noise ``(B, H*W)``.
 
-    Shares the cache's input (the loops read its rows above and write the drawn pixels into
-    it); holds the weights laid out for the loops, each layer's vertical input and its row's
-    vertical terms (in place of the cache's, whose ``begin_row`` does not run), the attention
-    blocks' keys and values, the draws so far (``drawn`` ``(B, H*W)`` int64) and each image's
-    negative log-likelihood in nats (``nats``).
+    Holds the network's weights laid out for the loops (shared by every batch of it), the
+    padded input ``inp`` ``(B, H + k, W + 2k, 2)`` (each pixel's encoded value and a constant
+    one, as ``GatedCache.inp``; the loops read the rows above and write the drawn pixels),
+    each layer's vertical input and its row's vertical terms, the attention blocks' keys and
+    values, the draws so far (``drawn`` ``(B, H*W)`` int64) and each image's negative
+    log-likelihood in nats (``nats``).
     """
 
-    def __init__(self, state: GatedCache, noise: torch.Tensor, temperature: float | torch.Tensor) -> None:
-        batch, levels, size = state.batch, state.levels, state.size
-        positions, c = size * size, state.model.config.channels
-        self.weights = kernel_weights(state)
+    def __init__(
+        self,
+        model: PixelCNN,
+        labels: torch.Tensor | None,
+        noise: torch.Tensor,
+        temperature: float | torch.Tensor,
+    ) -> None:
+        batch, cfg = len(noise), model.config
+        levels, size, c = cfg.levels, cfg.image_size, cfg.channels
+        positions = size * size
+        self.size = size
+        self.weights = kernel_weights(model)
         blocks, heads = self.weights.attention[0].shape[0], self.weights.heads
         self.keys = np.zeros((blocks, batch, heads, c // heads, positions), np.float32)
         self.values = np.zeros((blocks, batch, heads, positions, c // heads), np.float32)
@@ -84,20 +93,22 @@ class RowKernel:
         self.previous = np.full(batch, levels, dtype=np.int64)  # "no previous pixel" at first
         self.drawn = np.zeros((batch, positions), dtype=np.int64)
         self.nats = np.zeros(batch, dtype=np.float64)
-        layers = state.layers
-        self.rows = np.zeros((len(layers) + 1, batch, (size + state.kw - 1) * c), np.float32)
+        stem = model.stem
+        assert isinstance(stem, GatedStem)
+        layers = [layer for layer in model.blocks if isinstance(layer, GatedLayer)]
+        self.inp = np.zeros((batch, size + stem.k, size + 2 * stem.k, 2), np.float32)
+        self.rows = np.zeros((len(layers) + 1, batch, (size + layers[0].kw - 1) * c), np.float32)
         # Per layer and image: the start of the row's horizontal term (the vertical-to-horizontal
         # conv's bias, the label's term and the horizontal conv's bias) and the label's
         # vertical term, (L, B, 2C) each.
         starts, label_terms = [], []
-        for layer, cond in zip(layers, state.conds, strict=True):
-            v2h_b, h_b = layer.vertical_to_horizontal.bias, layer.horizontal.bias
-            assert v2h_b is not None and h_b is not None  # both convs have biases
-            cond_v, cond_h = (
-                torch.zeros(batch, 4 * c).chunk(2, dim=1) if cond is None else cond.chunk(2, dim=1)
-            )
-            starts.append(v2h_b + cond_h + h_b)
-            label_terms.append(cond_v.expand(batch, 2 * c))
+        with torch.no_grad():
+            for layer, cond in zip(layers, model.label_biases(labels, batch), strict=True):
+                v2h_b, h_b = layer.vertical_to_horizontal.bias, layer.horizontal.bias
+                assert v2h_b is not None and h_b is not None  # both convs have biases
+                cond_v, cond_h = (torch.zeros(batch, 4 * c) if cond is None else cond.float()).chunk(2, dim=1)
+                starts.append(v2h_b + cond_h + h_b)
+                label_terms.append(cond_v.expand(batch, 2 * c))
         self.labels = (float32_array(torch.stack(starts)), float32_array(torch.stack(label_terms)))
         # Each layer's vertical input, top-padded by kh - 1 rows and padded by (kv - 1) / 2
         # columns each side, rows first: (L, H + kh - 1, B, (W + kv - 1) * C).
@@ -105,13 +116,11 @@ class RowKernel:
         self.vertical_input = np.zeros((len(layers), size + kh - 1, batch, (size + kv - 1) * c), np.float32)
         self.stem_row = np.zeros((batch, size, c), np.float32)
         self.vh_rows = np.zeros((len(layers), batch, size, 2 * c), np.float32)
-        self.state = state
 
     def _windows(self) -> tuple[np.ndarray, np.ndarray]:
         """Overlapping views of the stem's padded input and of each layer's vertical input:
         at each column, the window its vertical conv reads, flat (no copy)."""
-        inp = self.state.inp.numpy()  # (B, H + k, W + 2k, 2)
-        size = self.state.size
+        inp, size = self.inp, self.size
         stem_windows = as_strided(
             inp,
             (*inp.shape[:2], size, (inp.shape[2] - size + 1) * inp.shape[3]),
@@ -129,7 +138,7 @@ class RowKernel:
     def arguments(self, images: tuple[int, int]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """What ``vertical_row`` and ``sample_row`` take after the row number, for batch rows
         ``images`` ``(start, end)``."""
-        state, weights = self.state, self.weights
+        weights = self.weights
         stem_windows, windows = self._windows()
         vertical = (
             stem_windows,
@@ -140,7 +149,7 @@ class RowKernel:
             images,
         )
         horizontal = (
-            state.inp.numpy(),
+            self.inp,
             (*weights.stem, self.stem_row),
             (weights.horizontal, self.vh_rows, *weights.pointwise, self.rows),
             (*weights.attention, self.keys, self.values, weights.block_of),
@@ -167,10 +176,10 @@ class RowKernel:
         for other in others:
             other.result()
 
-    def keep(self, state: GatedCache, index: torch.Tensor) -> None:
-        """Only batch rows ``index`` go on, on ``state`` (the cache of the smaller batch)."""
+    def keep(self, index: torch.Tensor) -> None:
+        """Only batch rows ``index`` go on."""
         rows = index.numpy()
-        self.state = state
+        self.inp = self.inp[rows]
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
         self.noise, self.temperature = self.noise[rows], self.temperature[rows]
         self.previous, self.drawn, self.nats = self.previous[rows], self.drawn[rows], self.nats[rows]
