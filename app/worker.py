@@ -39,12 +39,10 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-# Below this many images a batch of torch steps runs on one torch thread. Its steps are a few
-# hundred ops on tiny tensors, and a second intra-op thread on the worker thread, next to the
-# event loop, made /generate n=1 about 1.8x slower over HTTP on 2 cores (``bench.load
-# --small``), while a 16-image batch gained a little from it. A job of compiled loops
-# (``Job.compiled``) splits its images between threads of its own, which do not spin, and
-# gets every thread: 4 images took 0.21 s on 2 against 0.33 s on one.
+# Below this many images a batch of torch steps (a few hundred ops on tiny tensors each) runs
+# on one torch thread: a second intra-op thread next to the event loop made /generate n=1
+# 1.8x slower over HTTP on 2 cores. Compiled loops (``Job.compiled``) split a batch between
+# threads of their own and get every thread: 4 images took 0.21 s on 2, 0.33 s on one.
 SMALL_BATCH_IMAGES = 8
 
 

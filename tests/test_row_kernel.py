@@ -10,7 +10,7 @@ import pytest
 import torch
 from numba import njit
 
-from model.inference import cached, kernels
+from model.inference import cached, kernels, vertical_kernel
 from model.inference.generation import generate
 from model.inference.row_kernel import RowKernel
 from model.inference.vector_ops import affine_rows, exp32, exp64, gate, total
@@ -91,7 +91,7 @@ def test_a_fresh_compilation_gives_the_same_bits_as_the_cached_one() -> None:
         kernel = RowKernel(model, torch.tensor([1, 7]), noise, 1.0)
         for i in range(2):
             vertical, horizontal = kernel.arguments((0, 2))
-            kernels.vertical_row(i, *vertical)
+            vertical_kernel.vertical_row(i, *vertical)
             sample_row(i, *horizontal)
         results.append((kernel.rows.copy(), kernel.keys.copy(), kernel.nats.copy(), kernel.drawn.copy()))
     for from_cache, anew in zip(*results, strict=True):

@@ -1,9 +1,9 @@
 """The compiled loops of the fast sampler's rows (numba; see ``model.inference.row_kernel``).
 
-``vertical_row`` runs every layer's vertical stack at a row, ``sample_row`` the row's pixels:
-plain loops over small float32 rows, matrix-vector products as ``affine_rows`` (each output
-summed over its inputs in order, so an image's numbers never depend on the batch), the gates
-and the attention's softmax with ``exp32``, the draw as ``draw``'s inverse CDF in float64.
+``sample_row`` runs a row's pixels (after ``vertical_kernel.vertical_row``): plain loops over
+small float32 rows, matrix-vector products as ``affine_rows`` (each output summed over its
+inputs in order, so an image's numbers never depend on the batch), the gates and the
+attention's softmax with ``exp32``, the draw as ``draw``'s inverse CDF in float64.
 """
 
 from __future__ import annotations
@@ -138,12 +138,47 @@ def sample_row(
     float64 (both written here). ``images``: the batch rows to draw, ``(start, end)``; calls for
     other rows may run at the same time on other threads (the loop holds no GIL).
     """
+    lo, hi = images
+    size, levels = stem[2].shape[1], head[3].shape[0]
+    logits = np.empty((hi - lo, levels), dtype=np.float32)
+    weights = np.empty(levels, dtype=np.float64)
+    for j in range(size):
+        _pixel(i, j, inp, stem, layers, attention, head, sampling[2], logits, images)
+        _draw(logits, i * size + j, lo, sampling, weights)
+        _write(i, j, inp, head[4], sampling[2], images)
+
+
+@njit(cache=True, nogil=True)
+def _write(
+    i: int, j: int, inp: np.ndarray, table: np.ndarray, previous: np.ndarray, images: tuple[int, int]
+) -> None:
+    """Pixel (i, j) of images ``images`` takes the values in ``previous``, encoded (``table``)."""
+    k = inp.shape[2] - inp.shape[1]  # (W + 2k) - (H + k): the images are square
+    for b in range(images[0], images[1]):
+        value = previous[b]
+        inp[b, i + k, j + k, 0] = table[value, 0]
+        inp[b, i + k, j + k, 1] = table[value, 1]
+
+
+@njit(cache=True, nogil=True)
+def _pixel(
+    i: int,
+    j: int,
+    inp: np.ndarray,
+    stem: tuple[np.ndarray, np.ndarray, np.ndarray],
+    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    attention: tuple[np.ndarray, ...],
+    head: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    previous: np.ndarray,
+    logits: np.ndarray,
+    images: tuple[int, int],
+) -> None:
+    """The network at pixel (i, j) for images ``images``: logits ``(count, levels)``."""
     stem_w, stem_b, stem_row = stem
     h_w, vh_row, res_w, res_b, skip_w, skip_b, rows = layers
     norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b, keys, values, block_of = attention
     block_weights = (norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b)
-    w1, b1, w2, b2, table = head
-    previous = sampling[2]
+    w1, b1, w2, b2, _ = head
     k = (inp.shape[2] - stem_row.shape[1]) // 2
     size, c = stem_row.shape[1], stem_b.shape[0]
     n_layers, kw = h_w.shape[0], h_w.shape[1] // c
@@ -152,127 +187,50 @@ def sample_row(
     count = hi - lo
     pre = np.empty((count, 2 * c), dtype=np.float32)
     gated = np.empty((count, c), dtype=np.float32)
-    skip = np.empty((count, c), dtype=np.float32)
+    skip = np.zeros((count, c), dtype=np.float32)
     hidden = np.empty((count, b1.shape[0]), dtype=np.float32)
-    logits = np.empty((count, levels), dtype=np.float32)
-    weights = np.empty(levels, dtype=np.float64)
     scratch = (
         np.empty((count, c), np.float32),
         np.empty((count, 3 * c), np.float32),
         np.empty((count, heads, c // heads), np.float32),
-        np.empty((1, sampling[0].shape[1]), np.float32),
+        np.empty((1, position.shape[1]), np.float32),
     )
     stream = np.empty((count, c), np.float32)  # the layer's output at this pixel, contiguous
-    rows[:, lo:hi] = 0.0
-    for j in range(size):
-        t = i * size + j
-        at = (j + kw - 1) * c  # this pixel's place in the scratch rows
-        for b in range(count):  # the stem: a window of k pixels of (intensity, one)
-            for e in range(c):
-                stream[b, e] = stem_row[lo + b, j, e] + stem_b[e]
-            for q in range(2 * k):
-                value = inp[lo + b, i + k, j + q // 2, q % 2]
-                if value != 0.0:
-                    for e in range(c):
-                        stream[b, e] += value * stem_w[q, e]
-        for b in range(count):
-            copy(stream[b], rows[0, lo + b, at : at + c])
-        skip[:] = 0.0
-        for layer in range(n_layers):
-            for b in range(count):
-                copy(vh_row[layer, lo + b, j], pre[b])
-            affine_rows(rows[layer, lo:hi], j * c, kw * c, h_w[layer], pre, pre, 2 * c)
-            gate(pre, gated)
-            for b in range(count):
+    t = i * size + j
+    at = (j + kw - 1) * c  # this pixel's place in the scratch rows (the ones before it: the
+    # row's earlier pixels, or the left padding, zero since no pixel ever writes it)
+    for b in range(count):  # the stem: a window of k pixels of (intensity, one)
+        for e in range(c):
+            stream[b, e] = stem_row[lo + b, j, e] + stem_b[e]
+        for q in range(2 * k):
+            value = inp[lo + b, i + k, j + q // 2, q % 2]
+            if value != 0.0:
                 for e in range(c):
-                    stream[b, e] += res_b[layer, e]  # the residual stream and bias
-                    skip[b, e] += skip_b[layer, e]
-            affine_rows(gated, 0, c, res_w[layer], stream, stream, c)
-            affine_rows(gated, 0, c, skip_w[layer], skip, skip, c)
-            block = block_of[layer]
-            if block >= 0:
-                _attend(
-                    block, t, stream, previous[lo:hi], block_weights,
-                    keys[block, lo:hi], values[block, lo:hi], scratch,
-                )  # fmt: skip
-            for b in range(count):
-                copy(stream[b], rows[layer + 1, lo + b, at : at + c])
-        relu(skip)
-        _fill_rows(hidden, b1)
-        affine_rows(skip, 0, c, w1, hidden, hidden, b1.shape[0])
-        relu(hidden)
-        _fill_rows(logits, b2)
-        affine_rows(hidden, 0, b1.shape[0], w2, logits, logits, levels)
-        _draw(logits, t, lo, sampling, weights)
+                    stream[b, e] += value * stem_w[q, e]
+    for b in range(count):
+        copy(stream[b], rows[0, lo + b, at : at + c])
+    for layer in range(n_layers):
         for b in range(count):
-            value = previous[lo + b]
-            inp[lo + b, i + k, j + k, 0] = table[value, 0]
-            inp[lo + b, i + k, j + k, 1] = table[value, 1]
-
-
-@njit(cache=True, nogil=True)
-def vertical_row(
-    i: int,
-    stem_windows: np.ndarray,
-    stem: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    windows: np.ndarray,
-    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    outputs: tuple[np.ndarray, np.ndarray],
-    images: tuple[int, int],
-) -> None:
-    """The vertical stacks at row ``i`` (the parts of every layer that see only rows above it),
-    for images ``images`` ``(start, end)``: what ``GatedCache.begin_row`` computes, each
-    layer's row as a few matrix products of W rows (one per column).
-
-    ``stem_windows`` ``(B, H + k, W, (2k + 1) * 2)``: the padded input's window at each
-    column (an overlapping view). ``stem``: the stem's vertical weight ``(k, (2k + 1) * 2, C)``
-    (one block per window row) and bias ``(C,)``, its vertical-to-horizontal weight ``(C, C)``
-    and bias ``(C,)``. ``windows`` ``(L, H + kh - 1, B, W, kv * C)``: each layer's vertical
-    input, top-padded, as windows of kv columns (an overlapping view of a buffer the loop
-    writes). ``layers``: vertical weights ``(L, kh, kv * C, 2C)`` and biases ``(L, 2C)``,
-    vertical-to-horizontal weights ``(L, 2C, 2C)``, per image the start of the row's
-    horizontal term (that conv's bias, the label's and the horizontal conv's bias) ``(L, B, 2C)``
-    and the label's vertical term ``(L, B, 2C)``. ``outputs``: the stem's horizontal term
-    ``(B, W, C)`` and each layer's ``(L, B, W, 2C)``, written here and read by ``sample_row``.
-    """
-    stem_w, stem_b, stem_v2h_w, stem_v2h_b = stem
-    v_w, v_b, v2h_w, vh_start, v_cond = layers
-    stem_row, vh_rows = outputs
-    n_layers, kh = v_w.shape[0], v_w.shape[1]
-    size, c = stem_row.shape[1], stem_row.shape[2]
-    pad = (windows.shape[4] // c - 1) // 2
-    top = i + kh - 1  # the padded row that holds image row i
-    lo, hi = images
-    v = np.empty((size, c), np.float32)  # the stem's vertical output, then each layer's
-    layer_pre = np.empty((size, 2 * c), np.float32)
-    for b in range(lo, hi):
-        for w in range(size):
+            copy(vh_row[layer, lo + b, j], pre[b])
+        affine_rows(rows[layer, lo:hi], j * c, kw * c, h_w[layer], pre, pre, 2 * c)
+        gate(pre, gated)
+        for b in range(count):
             for e in range(c):
-                v[w, e] = stem_b[e]
-        for dr in range(stem_w.shape[0]):
-            affine_rows(stem_windows[b, i + dr], 0, stem_w.shape[1], stem_w[dr], v, v, c)
-        for w in range(size):
-            for e in range(c):
-                stem_row[b, w, e] = stem_v2h_b[e]
-        affine_rows(v, 0, c, stem_v2h_w, stem_row[b], stem_row[b], c)
-        for layer in range(n_layers):
-            source = windows[layer, top, b]  # (W, kv * C); column w's own input at pad + w
-            for w in range(size):
-                for e in range(c):
-                    source[w, pad * c + e] = v[w, e]  # writes the buffer behind every window
-            for w in range(size):
-                for e in range(2 * c):
-                    layer_pre[w, e] = v_b[layer, e]
-            for dr in range(kh):
-                affine_rows(
-                    windows[layer, i + dr, b], 0, v_w.shape[2], v_w[layer, dr], layer_pre, layer_pre, 2 * c
-                )
-            for w in range(size):
-                for e in range(2 * c):
-                    vh_rows[layer, b, w, e] = vh_start[layer, b, e]
-            affine_rows(layer_pre, 0, 2 * c, v2h_w[layer], vh_rows[layer, b], vh_rows[layer, b], 2 * c)
-            if layer + 1 < n_layers:
-                for w in range(size):
-                    for e in range(2 * c):
-                        layer_pre[w, e] += v_cond[layer, b, e]
-                gate(layer_pre, v)
+                stream[b, e] += res_b[layer, e]  # the residual stream and bias
+                skip[b, e] += skip_b[layer, e]
+        affine_rows(gated, 0, c, res_w[layer], stream, stream, c)
+        affine_rows(gated, 0, c, skip_w[layer], skip, skip, c)
+        block = block_of[layer]
+        if block >= 0:
+            _attend(
+                block, t, stream, previous[lo:hi], block_weights,
+                keys[block, lo:hi], values[block, lo:hi], scratch,
+            )  # fmt: skip
+        for b in range(count):
+            copy(stream[b], rows[layer + 1, lo + b, at : at + c])
+    relu(skip)
+    _fill_rows(hidden, b1)
+    affine_rows(skip, 0, c, w1, hidden, hidden, b1.shape[0])
+    relu(hidden)
+    _fill_rows(logits, b2)
+    affine_rows(hidden, 0, b1.shape[0], w2, logits, logits, levels)

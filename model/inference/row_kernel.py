@@ -25,6 +25,7 @@ For grayscale ``gated`` and ``gated-attention`` networks; other ones run the tor
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 
 from model.inference.kernel_weights import float32_array, kernel_weights
-from model.inference.kernels import sample_row, vertical_row
+from model.inference.kernels import sample_row
+from model.inference.vertical_kernel import vertical_row
 from model.network.layers import GatedLayer, GatedStem
 
 if TYPE_CHECKING:
@@ -49,6 +51,25 @@ def _pool() -> ThreadPoolExecutor:
     if pid not in _POOLS:
         _POOLS[pid] = ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="rows")
     return _POOLS[pid]
+
+
+# Each per-image array of a ``RowKernel`` and its batch axis.
+_PER_IMAGE = {
+    "inp": 0,
+    "keys": 1,
+    "values": 1,
+    "noise": 0,
+    "temperature": 0,
+    "previous": 0,
+    "drawn": 0,
+    "nats": 0,
+    "rows": 1,
+    "vertical_input": 2,
+    "label_starts": 1,
+    "label_terms": 1,
+    "stem_row": 0,
+    "vh_rows": 1,
+}
 
 
 def supports(model: PixelCNN) -> bool:
@@ -109,7 +130,10 @@ class RowKernel:
                 cond_v, cond_h = (torch.zeros(batch, 4 * c) if cond is None else cond.float()).chunk(2, dim=1)
                 starts.append(v2h_b + cond_h + h_b)
                 label_terms.append(cond_v.expand(batch, 2 * c))
-        self.labels = (float32_array(torch.stack(starts)), float32_array(torch.stack(label_terms)))
+        self.label_starts, self.label_terms = (
+            float32_array(torch.stack(starts)),
+            float32_array(torch.stack(label_terms)),
+        )
         # Each layer's vertical input, top-padded by kh - 1 rows and padded by (kv - 1) / 2
         # columns each side, rows first: (L, H + kh - 1, B, (W + kv - 1) * C).
         kh, kv = layers[0].vertical.kernel_size
@@ -144,7 +168,7 @@ class RowKernel:
             stem_windows,
             weights.stem_vertical,
             windows,
-            (*weights.vertical, *self.labels),
+            (*weights.vertical, self.label_starts, self.label_terms),
             (self.stem_row, self.vh_rows),
             images,
         )
@@ -160,14 +184,18 @@ class RowKernel:
         return vertical, horizontal
 
     def row(self, i: int) -> None:
-        """Draw row ``i`` of every image: its vertical stacks, then its pixels, the images split
-        between the caller's torch threads, each part's loops on its own thread."""
+        """Draw row ``i`` of every image: its vertical stacks, then its pixels."""
 
         def part(images: tuple[int, int]) -> None:
             vertical, horizontal = self.arguments(images)
             vertical_row(i, *vertical)
             sample_row(i, *horizontal)
 
+        self._split(part)
+
+    def _split(self, part: Callable[[tuple[int, int]], None]) -> None:
+        """``part(images)`` for the batch split between the caller's torch threads, each part
+        on its own thread (the loops hold no GIL)."""
         batch = len(self.nats)
         parts = min(torch.get_num_threads(), batch)
         bounds = [batch * p // parts for p in range(parts + 1)]
@@ -177,16 +205,7 @@ class RowKernel:
             other.result()
 
     def keep(self, index: torch.Tensor) -> None:
-        """Only batch rows ``index`` go on."""
+        """Only batch rows ``index`` go on, in that order (fewer of them: dropped images)."""
         rows = index.numpy()
-        self.inp = self.inp[rows]
-        self.keys, self.values = self.keys[:, rows], self.values[:, rows]
-        self.noise, self.temperature = self.noise[rows], self.temperature[rows]
-        self.previous, self.drawn, self.nats = self.previous[rows], self.drawn[rows], self.nats[rows]
-        self.rows = np.ascontiguousarray(self.rows[:, rows])
-        self.vertical_input = np.ascontiguousarray(self.vertical_input[:, :, rows])
-        self.labels = (
-            np.ascontiguousarray(self.labels[0][:, rows]),
-            np.ascontiguousarray(self.labels[1][:, rows]),
-        )
-        self.stem_row, self.vh_rows = self.stem_row[rows], np.ascontiguousarray(self.vh_rows[:, rows])
+        for name, axis in _PER_IMAGE.items():
+            setattr(self, name, np.ascontiguousarray(np.take(getattr(self, name), rows, axis=axis)))

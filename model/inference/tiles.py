@@ -46,16 +46,16 @@ def _cache_directory() -> str:
     """Where numba caches the compiled loops: a folder named after a digest of their sources.
 
     numba checks a cached function against its own source file only, but the loops in
-    ``kernels`` inline the ones in ``vector_ops`` and here: an edit to those would leave a
-    stale cached ``kernels``. Under a folder per digest of all three, an edit to any starts
-    afresh. The folder is inside ``NUMBA_CACHE_DIR`` where that is set, else beside the sources.
+    ``kernels`` and ``vertical_kernel`` inline the ones in ``vector_ops`` and here: an edit to
+    those would leave stale cached loops. Under a folder per digest of all four, an edit to
+    any starts afresh. The folder is inside ``NUMBA_CACHE_DIR`` where that is set, else beside the sources.
     """
     here = Path(__file__).parent
     digest = hashlib.sha256(b"".join((here / name).read_bytes() for name in _SOURCES)).hexdigest()[:16]
     return str(Path(_CONFIG.CACHE_DIR or here / "__pycache__") / f"row-kernel-{digest}")
 
 
-_SOURCES = ("tiles.py", "vector_ops.py", "kernels.py")
+_SOURCES = ("tiles.py", "vector_ops.py", "kernels.py", "vertical_kernel.py")
 _CONFIG.CACHE_DIR = _cache_directory()  # before any function here is defined
 
 WIDTH = 32  # outputs per tile: 4 vectors of 8 floats
