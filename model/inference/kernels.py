@@ -15,6 +15,8 @@ from numba import njit
 
 from model.inference.vector_ops import affine_rows, copy, exp32, exp64, gate, relu, total
 
+Arrays = tuple[np.ndarray, ...]  # the groups of arrays the loops take, as their docstrings list
+
 
 @njit(cache=True, nogil=True)
 def _fill_rows(out: np.ndarray, row: np.ndarray) -> None:
@@ -113,16 +115,16 @@ def _draw(logits: np.ndarray, t: int, lo: int, sampling: tuple[np.ndarray, ...],
 def sample_row(
     i: int,
     inp: np.ndarray,
-    stem: tuple[np.ndarray, np.ndarray, np.ndarray],
-    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    attention: tuple[np.ndarray, ...],
-    head: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sampling: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    stem: Arrays,
+    layers: Arrays,
+    attention: Arrays,
+    head: Arrays,
+    sampling: Arrays,
     images: tuple[int, int],
 ) -> None:
-    """Draw row ``i`` of images ``images`` (after the cache's ``begin_row(i)``).
+    """Draw row ``i`` of images ``images`` (after ``vertical_row(i)``).
 
-    ``inp`` ``(B, H + k, W + 2k, 2)``: the cache's padded input, written here. ``stem``: the
+    ``inp`` ``(B, H + k, W + 2k, 2)``: the padded input, written here. ``stem``: the
     horizontal stem's weight ``(k * 2, C)``, bias ``(C,)``, and the row's vertical term
     ``(B, W, C)``. ``layers``: horizontal weights ``(L, kw * C, 2C)``, the row's vertical term
     plus bias and label ``(L, B, W, 2C)``, residual weights ``(L, C, C)`` and biases ``(L, C)``,
@@ -165,10 +167,10 @@ def _pixel(
     i: int,
     j: int,
     inp: np.ndarray,
-    stem: tuple[np.ndarray, np.ndarray, np.ndarray],
-    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    attention: tuple[np.ndarray, ...],
-    head: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    stem: Arrays,
+    layers: Arrays,
+    attention: Arrays,
+    head: Arrays,
     previous: np.ndarray,
     logits: np.ndarray,
     images: tuple[int, int],
