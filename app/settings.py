@@ -35,7 +35,10 @@ class Settings(BaseSettings):
         "fewest-bits label (a forward pass per class)",
     )
     torch_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads for batches of 8 or more images (smaller ones run on one)"
+        None,
+        ge=1,
+        description="CPU threads per batch: every batch of the compiled row loops, and other work "
+        "of 8 or more images (smaller batches of torch steps run on one)",
     )
     # Request limits.
     max_images: int = Field(64, ge=1, description="most images one request may ask for (n)")
