@@ -134,10 +134,11 @@ class RowKernel:
             float32_array(torch.stack(starts)),
             float32_array(torch.stack(label_terms)),
         )
-        # Each layer's vertical input, top-padded by kh - 1 rows and padded by (kv - 1) / 2
-        # columns each side, rows first: (L, H + kh - 1, B, (W + kv - 1) * C).
+        # Each layer's vertical input at the kh rows its conv reads, padded by (kv - 1) / 2
+        # columns each side, (L, kh, B, (W + kv - 1) * C): a ring, padded row r in slot r % kh
+        # (the first kh - 1 padded rows, above the image, are the zeros it starts with).
         kh, kv = layers[0].vertical.kernel_size
-        self.vertical_input = np.zeros((len(layers), size + kh - 1, batch, (size + kv - 1) * c), np.float32)
+        self.vertical_input = np.zeros((len(layers), kh, batch, (size + kv - 1) * c), np.float32)
         self.stem_row = np.zeros((batch, size, c), np.float32)
         self.vh_rows = np.zeros((len(layers), batch, size, 2 * c), np.float32)
 

@@ -30,12 +30,13 @@ def vertical_row(
     ``stem_windows`` ``(B, H + k, W, (2k + 1) * 2)``: the padded input's window at each
     column (an overlapping view). ``stem``: the stem's vertical weight ``(k, (2k + 1) * 2, C)``
     (one block per window row) and bias ``(C,)``, its vertical-to-horizontal weight ``(C, C)``
-    and bias ``(C,)``. ``windows`` ``(L, H + kh - 1, B, W, kv * C)``: each layer's vertical
-    input, top-padded, as windows of kv columns (an overlapping view of a buffer the loop
-    writes). ``layers``: vertical weights ``(L, kh, kv * C, 2C)`` and biases ``(L, 2C)``,
+    and bias ``(C,)``. ``windows`` ``(L, kh, B, W, kv * C)``: each layer's vertical input at
+    the last kh rows, as windows of kv columns (an overlapping view of a buffer the loop
+    writes); padded row r (image row r - kh + 1, zeros above the image) in slot r % kh.
+    ``layers``: vertical weights ``(L, kh, kv * C, 2C)`` and biases ``(L, 2C)``,
     vertical-to-horizontal weights ``(L, 2C, 2C)``, per image the start of the row's
-    horizontal term (that conv's bias, the label's and the horizontal conv's bias) ``(L, B, 2C)``
-    and the label's vertical term ``(L, B, 2C)``. ``outputs``: the stem's horizontal term
+    horizontal term (that conv's bias, the label's and the horizontal conv's bias)
+    ``(L, B, 2C)`` and the label's vertical term ``(L, B, 2C)``. ``outputs``: the stem's horizontal term
     ``(B, W, C)`` and each layer's ``(L, B, W, 2C)``, written here and read by ``sample_row``.
     """
     stem_w, stem_b, stem_v2h_w, stem_v2h_b = stem
@@ -44,7 +45,7 @@ def vertical_row(
     n_layers, kh = v_w.shape[0], v_w.shape[1]
     size, c = stem_row.shape[1], stem_row.shape[2]
     pad = (windows.shape[4] // c - 1) // 2
-    top = i + kh - 1  # the padded row that holds image row i
+    top = (i + kh - 1) % kh  # the slot of the padded row that holds image row i
     lo, hi = images
     v = np.empty((size, c), np.float32)  # the stem's vertical output, then each layer's
     layer_pre = np.empty((size, 2 * c), np.float32)
@@ -68,7 +69,13 @@ def vertical_row(
                     layer_pre[w, e] = v_b[layer, e]
             for dr in range(kh):
                 affine_rows(
-                    windows[layer, i + dr, b], 0, v_w.shape[2], v_w[layer, dr], layer_pre, layer_pre, 2 * c
+                    windows[layer, (i + dr) % kh, b],
+                    0,
+                    v_w.shape[2],
+                    v_w[layer, dr],
+                    layer_pre,
+                    layer_pre,
+                    2 * c,
                 )
             for w in range(size):
                 for e in range(2 * c):
