@@ -104,7 +104,7 @@ def create_app(
         except (CheckpointError, RepositoryError) as exc:
             log.error("cannot start: %s", exc)
             raise
-        warm_up()  # the sampler's compiled row loop, before the first request needs it
+        warm_up()  # the sampler's compiled row loops, before the first request needs them
         try:
             store = JobStore(current.job_store, current.max_stored_jobs, current.max_stored_bytes)
         except Exception as exc:

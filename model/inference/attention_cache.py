@@ -72,7 +72,7 @@ class AttentionCache:
         self.outputs = [torch.zeros(batch, channels), torch.zeros(batch, channels)]
         self.no_stream = torch.zeros(batch, channels)
 
-    # Views per position, made on first use (the compiled row loop never uses them) and kept.
+    # Views per position, made on first use (only a cache that is stepped needs them) and kept.
     @cached_property
     def position_at(self) -> list[torch.Tensor]:
         return list(self.position.unbind(0))  # (C,) per position

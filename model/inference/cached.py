@@ -4,8 +4,9 @@
 position (see ``model.inference.caches``); ``cached_logits`` feeds known images through the
 same steps, so tests can check the cache against the forward pass pixel by pixel. A colour
 model (K = ``image_channels`` = 3) takes K such steps per pixel: red, then green, then blue.
-For a grayscale gated network, ``cached_sample`` runs each row's pixel steps as one compiled
-loop (``model.inference.row_kernel``); otherwise, and for ``cached_logits``, the torch step.
+For a grayscale gated network, ``cached_sample`` runs each row as compiled loops (its vertical
+stacks, then its pixels: ``model.inference.row_kernel``); otherwise, and for
+``cached_logits``, the torch step.
 
 A caller can watch the sampler draw: ``on_row(rows_done, images)`` runs after every row with
 the images so far (rows below ``rows_done`` are zeros), and may answer with the batch rows to
@@ -161,8 +162,8 @@ def cached_logits(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | 
 
 
 def warm_up() -> None:
-    """Compile the row kernel now (or load it from numba's cache) rather than in the first
-    request: one image of a tiny network (the loop's types do not depend on the network)."""
+    """Compile the row loops now (or load them from numba's cache) rather than in the first
+    request: one image of a tiny network (the loops' types do not depend on the network)."""
     config = PixelCNNConfig(
         arch="gated-attention",
         channels=4,

@@ -105,9 +105,7 @@ class GatedCache(IncrementalModel):
         self.h_a, self.h_g = self.h_pre[:, :c], self.h_pre[:, c:]
         self.tanh_a, self.sigmoid_g = torch.empty(n, c), torch.empty(n, c)
         self.stem_row = torch.zeros(n, s, c)  # stem's vertical-to-horizontal term, this row
-        # Per layer, v->h + cond + bias for this row: one tensor, so the row kernel reads it whole.
-        self.vh_rows = torch.zeros(len(self.layers), n, s, 2 * c)
-        self.vh_row = list(self.vh_rows.unbind(0))
+        self.vh_row = [torch.zeros(n, s, 2 * c) for _ in self.layers]  # per-layer v->h + cond
         # gated-attention: a key/value cache per block, and the value of the pixel before the
         # next one (``levels`` before the first pixel: the attention's "no previous pixel").
         self.attention = {
@@ -125,8 +123,8 @@ class GatedCache(IncrementalModel):
         self.previous = torch.full((n,), self.levels, dtype=torch.long)
         self.row = -1  # the row begun last
 
-    # Views of every layer's window and position j, made on first use (the compiled row loop
-    # never uses them; making them takes longer than sampling a small image with it) and then
+    # Views of every layer's window and position j, made on first use (a cache that is never
+    # stepped, as the one ``kernel_weights`` lays weights out from, never makes them) and then
     # kept: slicing per pixel would be a third of the step's ops. The buffers behind them are
     # only ever written in place.
     @cached_property

@@ -1,4 +1,4 @@
-"""Small vector operations for the row kernel, written so that LLVM vectorises them (numba).
+"""Small vector operations for the compiled row loops, written so that LLVM vectorises them (numba).
 
 Every function here gives each output the same sequence of rounded operations whatever the
 other rows of its batch are, so an image's numbers never depend on what it is drawn with:
