@@ -15,6 +15,7 @@ from app.jobs import Job
 from app.metrics import Metrics
 from app.progress import BatchRows, Progress
 from model.inference.completion import complete
+from model.inference.row_kernel import supports
 from model.inference.superres import upscale
 from model.network.classifier import guess_from_small
 
@@ -86,6 +87,9 @@ class ParticleJob(Job[Completion]):
     def counts(self) -> list[int]:
         """Each merged request's results, in batch order (``[n]`` for a job alone)."""
         return [self.n] if self.parts is None else [count for count, _ in self.parts.parts]
+
+    def compiled(self, served: ServedModel) -> bool:
+        return supports(served.model)  # the particles' network runs as the compiled loops
 
     def sampling(self) -> dict[str, Any]:
         """The keyword arguments ``complete`` and ``upscale`` both take."""

@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads per batch: every batch of the compiled row loops, and other work "
-        "of 8 or more images (smaller batches of torch steps run on one)",
+        description="CPU threads per batch: every batch of the compiled loops (sampling, completion "
+        "and upscaling with a gated grayscale network), and other work of 8 or more images (smaller "
+        "batches of torch steps run on one)",
     )
     # Request limits.
     max_images: int = Field(64, ge=1, description="most images one request may ask for (n)")

@@ -14,8 +14,9 @@ import torch
 from model.classifier import DEFAULT_CLASSIFIER, load_classifier
 from model.codec import BATCH, CodecError, best_labels, compress, compress_with_stats, decompress
 from model.codec.labels import rule_bits
-from model.codec.threads import one_thread, side_by_side
+from model.codec.threads import side_by_side
 from model.data import load_fashion_mnist
+from model.inference.threads import one_thread
 from model.network.classifier import classifier_misfit, guess_labels
 from model.network.pixelcnn import PixelCNN
 from tests.conftest import random_model

@@ -11,7 +11,10 @@ import torch
 from numba import njit
 
 from model.inference import cached, kernels, vertical_kernel
+from model.inference.caches import incremental
 from model.inference.generation import generate
+from model.inference.incremental import IncrementalModel
+from model.inference.particles import Particles
 from model.inference.row_kernel import RowKernel
 from model.inference.vector_ops import affine_rows, exp32, exp64, gate, total
 from tests.conftest import random_model
@@ -110,3 +113,50 @@ def test_the_laid_out_weights_follow_an_update_of_the_parameters(monkeypatch: py
     monkeypatch.setattr(cached, "supports", lambda model: False)
     assert torch.equal(after, generate(model, 3, seeds=[1, 2, 3]))
     assert not torch.equal(before, after)
+
+
+def _teacher_forced(
+    state: IncrementalModel | RowKernel, images: torch.Tensor, trials: bool, resample: dict[int, list[int]]
+) -> torch.Tensor:
+    """Every pixel's logits ``(H*W, B, levels)`` for known ``images`` ``(B, H, W)``, driven as
+    particles drive a state: with ``trials``, a trial value written at each pixel and the next
+    pixel's logits looked at before the real value; at position t in ``resample``, rows moved."""
+    size = images.shape[1]
+    out = []
+    for i in range(size):
+        state.begin_row(i)
+        for j in range(size):
+            out.append(state.logits(i, j).clone())
+            if trials and j < size - 1:
+                state.write(i, j, (images[:, i, j] + 5) % 16)
+                state.logits(i, j + 1)
+            state.write(i, j, images[:, i, j])
+            if i * size + j in resample:
+                index = torch.tensor(resample[i * size + j])
+                state.select(index)
+                images = images[index]
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def test_the_loops_a_pixel_at_a_time_step_as_the_cache_does() -> None:
+    """``RowKernel.steps`` behind the caches' step interface, as completion and super-resolution
+    drive it: trial values looked ahead from, rows resampled (labels travel with them). Its
+    logits agree with the torch cache's to float32 rounding, and trials leave no trace: the
+    same bits as a walk without them."""
+    model = random_model("gated-attention", 10, seed=5, channels=32, layers=3)
+    images = torch.randint(0, 16, (4, 10, 10), generator=torch.Generator().manual_seed(6))
+    labels = torch.tensor([0, 3, 3, 9])
+    resample = {17: [1, 1, 0, 3], 58: [3, 2, 2, 0], 71: [0, 1, 2, 3]}
+    reference = _teacher_forced(incremental(model, labels, 4), images, False, resample)
+    looked_ahead = _teacher_forced(RowKernel.steps(model, labels, 4), images, True, resample)
+    plain = _teacher_forced(RowKernel.steps(model, labels, 4), images, False, resample)
+    assert torch.equal(looked_ahead, plain)
+    scale = float(reference.abs().max())
+    torch.testing.assert_close(looked_ahead, reference, rtol=0, atol=1e-5 * scale)
+
+
+def test_particles_run_the_compiled_loops_where_they_run_the_network() -> None:
+    for arch, compiled in (("gated-attention", True), ("gated", True), ("pixelcnn", False)):
+        group = Particles(random_model(arch, 10, seed=1), 2, [1, 2], 3)
+        assert isinstance(group.state, RowKernel) is compiled, arch

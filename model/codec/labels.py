@@ -28,8 +28,9 @@ from functools import partial
 import torch
 
 from model.codec.container import BATCH, CodecError
-from model.codec.threads import one_thread, side_by_side
+from model.codec.threads import side_by_side
 from model.inference.likelihood import log_likelihood
+from model.inference.threads import one_thread
 from model.network.classifier import Classifier, classifier_misfit, guess_labels
 from model.network.pixelcnn import PixelCNN
 

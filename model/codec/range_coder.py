@@ -50,9 +50,10 @@ import torch
 from model.checkpoint import tensors_digest
 from model.codec.container import BATCH, HASH_BYTES, CodecError, Header, pack, padded, unpack
 from model.codec.labels import best_labels, chosen_labels
-from model.codec.threads import one_thread, side_by_side
+from model.codec.threads import side_by_side
 from model.codec.walk import dimensions, teacher_forced, to_images, walk
 from model.inference.likelihood import check_images
+from model.inference.threads import one_thread
 from model.network.classifier import Classifier
 from model.network.pixelcnn import PixelCNN
 

@@ -6,7 +6,7 @@ other pixels. The same ops on the same shapes give the same bits on one thread, 
 several a matrix or convolution library may split a sum differently depending on the thread
 count (here 1, 2 and 4 threads happened to agree; nothing promises it). So every op whose
 result feeds the coded probabilities, or the choice of a label, runs on one torch thread
-(``one_thread``).
+(``model.inference.threads.one_thread``).
 
 That does not have to mean one core: work made of independent passes (ranking the labels,
 ``model.codec.labels``; the encoder's pixel loops, one per batch of images) runs
@@ -19,34 +19,14 @@ decodes again on one thread).
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 
 T = TypeVar("T")
-_LOCK = threading.Lock()
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside, restoring the caller's setting after.
-
-    At batch 1 that costs next to nothing, and on a busy machine a multi-threaded op on tiny
-    tensors can be many times slower than one thread. The lock keeps two codec calls from
-    restoring each other's setting mid-stream.
-    """
-    with _LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def _single_threaded() -> None:

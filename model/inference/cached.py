@@ -163,7 +163,8 @@ def cached_logits(model: PixelCNN, images: torch.Tensor, labels: torch.Tensor | 
 
 def warm_up() -> None:
     """Compile the row loops now (or load them from numba's cache) rather than in the first
-    request: one image of a tiny network (the loops' types do not depend on the network)."""
+    request: one image of a tiny network, by rows and a pixel at a time (the loops' types do
+    not depend on the network)."""
     config = PixelCNNConfig(
         arch="gated-attention",
         channels=4,
@@ -173,4 +174,8 @@ def warm_up() -> None:
         attention_every=1,
         head_channels=4,
     )
-    cached_sample(PixelCNN(config).eval(), torch.rand(1, 4, dtype=torch.float64), None, 1.0)
+    model = PixelCNN(config).eval()
+    cached_sample(model, torch.rand(1, 4, dtype=torch.float64), None, 1.0)
+    steps = RowKernel.steps(model, None, 1)  # and a pixel at a time, as particles run them
+    steps.begin_row(0)
+    steps.write(0, 0, steps.logits(0, 0).argmax(1))

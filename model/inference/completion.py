@@ -89,28 +89,30 @@ def complete(
     unknown = mask.reshape(n, pixels).repeat_interleave(k, dim=0)  # (n*K, H*W)
     drawn_by_all, drawn_by_none = unknown.all(0).tolist(), (~unknown).all(0).tolist()
     group.out = known.clone()
-    for t in range(pixels):
-        i, j = divmod(t, size)
-        if j == 0:
-            group.state.begin_row(i)
-        for colour in range(colours):
-            d = t * colours + colour
-            logits = group.state.logits(i, j, colour)
-            log_probs = torch.log_softmax(logits.double(), dim=1)
-            if drawn_by_all[t]:
-                values = draw(logits, group.noise[:, d], temperature)
-            else:
-                values = known[:, d]
-                if not drawn_by_none[t]:  # results whose masks differ here (merged requests)
-                    values = torch.where(unknown[:, t], draw(logits, group.noise[:, d], temperature), values)
-                if k > 1:  # the evidence: how likely this particle made the known value
-                    evidence = log_probs.gather(1, values.view(-1, 1)).view(n, k)
-                    group.log_weight += evidence.masked_fill(unknown[:, t].view(n, k), 0.0)
-            group.record(d, values, log_probs)
-        # After all of a known pixel's colours. A result that drew this pixel has the weights
-        # it had at its last check, so resampling leaves it as it is.
-        if k > 1 and not drawn_by_all[t] and t < pixels - 1:
-            group.resample()
-        if on_row is not None and j == size - 1:  # the leading particle of each completion so far
-            on_row(i + 1, group.leading())
+    with group.own_ops():
+        for t in range(pixels):
+            i, j = divmod(t, size)
+            if j == 0:
+                group.state.begin_row(i)
+            for colour in range(colours):
+                d = t * colours + colour
+                logits = group.state.logits(i, j, colour)
+                log_probs = torch.log_softmax(logits.double(), dim=1)
+                if drawn_by_all[t]:
+                    values = draw(logits, group.noise[:, d], temperature)
+                else:
+                    values = known[:, d]
+                    if not drawn_by_none[t]:  # results whose masks differ here (merged requests)
+                        drawn = draw(logits, group.noise[:, d], temperature)
+                        values = torch.where(unknown[:, t], drawn, values)
+                    if k > 1:  # the evidence: how likely this particle made the known value
+                        evidence = log_probs.gather(1, values.view(-1, 1)).view(n, k)
+                        group.log_weight += evidence.masked_fill(unknown[:, t].view(n, k), 0.0)
+                group.record(d, values, log_probs)
+            # After all of a known pixel's colours. A result that drew this pixel has the weights
+            # it had at its last check, so resampling leaves it as it is.
+            if k > 1 and not drawn_by_all[t] and t < pixels - 1:
+                group.resample()
+            if on_row is not None and j == size - 1:  # the leading particle of each completion so far
+                on_row(i + 1, group.leading())
     return group.pick()  # one particle per completion, drawn by its final weight

@@ -4,6 +4,8 @@
 small float32 rows, matrix-vector products as ``affine_rows`` (each output summed over its
 inputs in order, so an image's numbers never depend on the batch), the gates and the
 attention's softmax with ``exp32``, the draw as ``draw``'s inverse CDF in float64.
+``pixel_logits`` and ``write_pixel`` are its two halves, for callers that choose each pixel's
+value themselves (particles, through ``RowKernel``'s step interface).
 """
 
 from __future__ import annotations
@@ -145,13 +147,13 @@ def sample_row(
     logits = np.empty((hi - lo, levels), dtype=np.float32)
     weights = np.empty(levels, dtype=np.float64)
     for j in range(size):
-        _pixel(i, j, inp, stem, layers, attention, head, sampling[2], logits, images)
+        pixel_logits(i, j, inp, stem, layers, attention, head, sampling[2], logits, images)
         _draw(logits, i * size + j, lo, sampling, weights)
-        _write(i, j, inp, head[4], sampling[2], images)
+        write_pixel(i, j, inp, head[4], sampling[2], images)
 
 
 @njit(cache=True, nogil=True)
-def _write(
+def write_pixel(
     i: int, j: int, inp: np.ndarray, table: np.ndarray, previous: np.ndarray, images: tuple[int, int]
 ) -> None:
     """Pixel (i, j) of images ``images`` takes the values in ``previous``, encoded (``table``)."""
@@ -163,7 +165,7 @@ def _write(
 
 
 @njit(cache=True, nogil=True)
-def _pixel(
+def pixel_logits(
     i: int,
     j: int,
     inp: np.ndarray,
@@ -175,7 +177,8 @@ def _pixel(
     logits: np.ndarray,
     images: tuple[int, int],
 ) -> None:
-    """The network at pixel (i, j) for images ``images``: logits ``(count, levels)``."""
+    """The network at pixel (i, j) for images ``images`` ``(start, end)``: writes ``logits``
+    ``(end - start, levels)``. ``previous`` ``(B,)``: each image's value at the pixel before."""
     stem_w, stem_b, stem_row = stem
     h_w, vh_row, res_w, res_b, skip_w, skip_b, rows = layers
     norm, eps, position, previous_table, qkv_w, qkv_b, out_w, out_b, keys, values, block_of = attention

@@ -1,7 +1,9 @@
 """Sequential importance resampling over particles: what completion and super-resolution share.
 
-``n`` requested results run ``K`` particles each, as one batch of ``n * K`` on the cached
-incremental model (result c owns rows ``c*K .. c*K+K-1``). Reproducibility is per result:
+``n`` requested results run ``K`` particles each, as one batch of ``n * K`` (result c owns rows
+``c*K .. c*K+K-1``) on the compiled loops a pixel at a time (``RowKernel.steps``) where they
+run the network, else on the cached incremental model: either way a particle's numbers never
+depend on the rest of its batch. Reproducibility is per result:
 result c draws everything from one ``torch.Generator`` seeded with ``seeds[c]``: first one
 uniform per dimension for each of its particles (a dimension is a pixel of a grayscale model,
 one colour of a pixel of a colour model: raster order, red before green before blue, up front;
@@ -20,15 +22,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
 from model.inference.caches import incremental
+from model.inference.incremental import IncrementalModel
+from model.inference.row_kernel import RowKernel, supports
 from model.inference.sampling import label_from_seed
+from model.inference.threads import one_thread
 from model.network.pixelcnn import PixelCNN
 
 LN2 = math.log(2.0)
 Labels = int | Sequence[int | None] | None
+Steps = IncrementalModel | RowKernel  # what runs the network a pixel at a time
 
 
 def particle_labels(model: PixelCNN, labels: Labels, seeds: list[int], particles: int) -> torch.Tensor | None:
@@ -58,13 +65,14 @@ def systematic(weights: torch.Tensor, u: float) -> torch.Tensor:
 
 
 class Particles:
-    """``n`` groups of ``K`` particles on one cached incremental model.
+    """``n`` groups of ``K`` particles, one batch on the network a pixel at a time.
 
-    ``state``: the cache (``begin_row``, ``logits``); ``noise`` ``(n*K, D)`` float64, one per
-    dimension, D = H*W*C (C = ``image_channels``; dimension d is colour ``d % C`` of pixel
-    ``d // C``); ``out`` ``(n*K, D)`` int64 values so far; ``bits`` ``(n*K,)`` float64 negative
-    log2-likelihood so far (temperature 1); ``log_weight`` ``(n, K)``; ``labels`` ``(n*K,)``;
-    ``extra_noise`` ``(n*K, extra_noise)`` float64, uniforms for the caller's own choices.
+    ``state``: the network a pixel at a time (``begin_row``, ``logits``); ``noise`` ``(n*K, D)``
+    float64, one per dimension, D = H*W*C (C = ``image_channels``; dimension d is colour
+    ``d % C`` of pixel ``d // C``); ``out`` ``(n*K, D)`` int64 values so far; ``bits``
+    ``(n*K,)`` float64 negative log2-likelihood so far (temperature 1); ``log_weight``
+    ``(n, K)``; ``labels`` ``(n*K,)``; ``extra_noise`` ``(n*K, extra_noise)`` float64,
+    uniforms for the caller's own choices.
     """
 
     def __init__(
@@ -80,10 +88,17 @@ class Particles:
         noise = [torch.rand(particles, width, generator=g, dtype=torch.float64) for g in self.gens]
         self.noise = torch.cat([rows[:, :pixels] for rows in noise])
         self.extra_noise = torch.cat([rows[:, pixels:] for rows in noise])
-        self.state = incremental(model, self.labels, batch)
+        self.compiled = supports(model)
+        self.state: Steps = (RowKernel.steps if self.compiled else incremental)(model, self.labels, batch)
         self.out = torch.zeros(batch, pixels, dtype=torch.long)
         self.log_weight = torch.zeros(self.n, particles, dtype=torch.float64)  # natural log
         self.bits = torch.zeros(batch, dtype=torch.float64)
+
+    def own_ops(self) -> AbstractContextManager[None]:
+        """Where the caller's pixel loop runs: with the compiled loops, its torch ops on one
+        thread (the loops split the batch between as many threads as the caller had when it
+        made this group; ``model.inference.threads`` says why); else on the caller's threads."""
+        return one_thread() if self.compiled else nullcontext()
 
     def record(self, d: int, values: torch.Tensor, log_probs: torch.Tensor) -> None:
         """Dimension ``d`` takes ``values`` ``(n*K,)``; ``log_probs`` ``(n*K, levels)`` at

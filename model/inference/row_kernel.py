@@ -15,8 +15,12 @@ step in the last bits (well inside the tolerance the tests hold the cached path 
 the forward pass), and an image differs from the torch step's only where its uniform falls
 within that distance of a boundary of the inverse CDF (``bench.sampling --compare`` counts
 them). The codec, whose two sides must agree bit for bit with the files it wrote before,
-keeps the torch step, as do completion and super-resolution (their particles are resampled
-between pixels).
+keeps the torch step.
+
+Completion and super-resolution choose each pixel's value themselves (their particles are
+weighed and resampled between pixels): ``RowKernel.steps`` gives them the same loops a pixel
+at a time, behind the caches' step interface (``begin_row``, ``logits``, ``write``,
+``select``; ``model.inference.incremental``).
 
 For grayscale ``gated`` and ``gated-attention`` networks; other ones run the torch step
 (``supports``).
@@ -34,7 +38,7 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 
 from model.inference.kernel_weights import float32_array, kernel_weights
-from model.inference.kernels import sample_row
+from model.inference.kernels import pixel_logits, sample_row, write_pixel
 from model.inference.vertical_kernel import vertical_row
 from model.network.layers import GatedLayer, GatedStem
 
@@ -102,6 +106,8 @@ class RowKernel:
         levels, size, c = cfg.levels, cfg.image_size, cfg.channels
         positions = size * size
         self.size = size
+        self.position = 0  # the raster position of the latest ``logits`` call
+        self.threads = torch.get_num_threads()  # the parts a batch is split into (``_split``)
         self.weights = kernel_weights(model)
         blocks, heads = self.weights.attention[0].shape[0], self.weights.heads
         self.keys = np.zeros((blocks, batch, heads, c // heads, positions), np.float32)
@@ -195,15 +201,61 @@ class RowKernel:
         self._split(part)
 
     def _split(self, part: Callable[[tuple[int, int]], None]) -> None:
-        """``part(images)`` for the batch split between the caller's torch threads, each part
-        on its own thread (the loops hold no GIL)."""
+        """``part(images)`` for the batch split into as many parts as the caller had torch
+        threads when it made this kernel, each part on its own thread (the loops hold no GIL)."""
         batch = len(self.nats)
-        parts = min(torch.get_num_threads(), batch)
+        parts = min(self.threads, batch)
         bounds = [batch * p // parts for p in range(parts + 1)]
         others = [_pool().submit(part, (bounds[p], bounds[p + 1])) for p in range(1, parts)]
         part((bounds[0], bounds[1]))
         for other in others:
             other.result()
+
+    @classmethod
+    def steps(cls, model: PixelCNN, labels: torch.Tensor | None, batch: int) -> RowKernel:
+        """Loops for ``batch`` images driven a pixel at a time, as a cache is: ``begin_row(i)``,
+        then per pixel ``logits`` and ``write`` (``IncrementalModel``'s order and rules;
+        grayscale, so colour 0 only), and ``select`` to resample."""
+        positions = model.config.image_size**2
+        return cls(model, labels, torch.zeros(batch, positions, dtype=torch.float64), 1.0)
+
+    def begin_row(self, i: int) -> None:
+        """Row ``i``'s vertical stacks, for every image."""
+        self._split(lambda images: vertical_row(i, *self.arguments(images)[0]))
+
+    def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
+        """The network at pixel (i, j) -> ``(B, levels)`` float32, a new tensor each call."""
+        if colour != 0:
+            raise ValueError("the compiled loops run grayscale networks: colour 0 only")
+        out = np.empty((len(self.nats), self.weights.head[3].shape[0]), np.float32)
+
+        def part(images: tuple[int, int]) -> None:
+            inp, stem, layers, attention, head, _, _ = self.arguments(images)[1]
+            rows = out[images[0] : images[1]]
+            pixel_logits(i, j, inp, stem, layers, attention, head, self.previous, rows, images)
+
+        self._split(part)
+        self.position = i * self.size + j
+        return torch.from_numpy(out)
+
+    def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
+        """Pixel (i, j) takes ``values`` ``(B,)`` int64: the input of the pixels after it."""
+        self.previous[:] = values.numpy()
+        write_pixel(i, j, self.inp, self.weights.head[4], self.previous, (0, len(self.previous)))
+
+    def select(self, index: torch.Tensor) -> None:
+        """Batch row b takes row ``index[b]``'s state (resampling particles), in place. Only
+        the rows that move are copied, and of the attention caches only the positions so far."""
+        rows = index.numpy()
+        moved = np.flatnonzero(rows != np.arange(len(rows)))
+        sources = rows[moved]
+        live = slice(self.position + 1)
+        # Past the batch axis, the attention caches' positions so far: keys (A, B, heads, d,
+        # H*W), values (A, B, heads, H*W, d).
+        positions = {"keys": (..., live), "values": (slice(None), live)}
+        for name, axis in _PER_IMAGE.items():
+            array, lead, tail = getattr(self, name), (slice(None),) * axis, positions.get(name, ())
+            array[(*lead, moved, *tail)] = array[(*lead, sources, *tail)]  # the right side is read first
 
     def keep(self, index: torch.Tensor) -> None:
         """Only batch rows ``index`` go on, in that order (fewer of them: dropped images)."""

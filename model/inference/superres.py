@@ -48,8 +48,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from model.inference.incremental import IncrementalModel
-from model.inference.particles import Labels, Particles
+from model.inference.particles import Labels, Particles, Steps
 from model.inference.sampling import check_seeds, check_temperature, draw
 from model.network.pixelcnn import PixelCNN
 
@@ -124,7 +123,7 @@ def enlarge_to_sums(small: torch.Tensor, factor: int, top: int) -> torch.Tensor:
 
 
 def _last_pixel_twist(
-    state: IncrementalModel,
+    state: Steps,
     t: int,
     need: tuple[torch.Tensor, torch.Tensor],
     interval: tuple[torch.Tensor, torch.Tensor],
@@ -250,45 +249,47 @@ def upscale(
     levels = torch.arange(top + 1)
     spread = 2 * (SPREAD * top) ** 2
     group = Particles(model, labels, seed_list, k, extra_noise=blocks)
-    for d in range(pixels * colours):
-        t, colour = divmod(d, colours)
-        i, j = divmod(t, size)
-        if j == 0 and colour == 0:
-            group.state.begin_row(i)
-        block = colour * blocks + (i // factor) * per_row + j // factor
-        after = area - 1 - ((i % factor) * factor + j % factor)  # block pixels still to come
-        so_far = partial[:, block]
-        least = (lo[:, block] - so_far - after * top).clamp(min=0)  # (n*K,)
-        most = (hi[:, block] - so_far).clamp(max=top)
-        logits = group.state.logits(i, j, colour).double()
-        tempered = logits / temperature
-        allowed = (levels >= least.unsqueeze(1)) & (levels <= most.unsqueeze(1))
-        proposal = tempered.masked_fill(~allowed, float("-inf"))
-        # The twist before this pixel, and after each value it may take (none once the block is full).
-        drift = so_far.double() - expected[:, block]
-        twist_before = looked if after == 0 and lookahead > 0 else -(drift**2) / (spread * (after + 1))
-        if after == 1 and lookahead > 0:
-            need = (lo[:, block] - so_far, hi[:, block] - so_far)
-            proposal += _last_pixel_twist(group.state, t, need, (least, most), top + 1, temperature)
-        elif after > 0:
-            proposal -= (drift.unsqueeze(1) + (levels - guide[:, colour, t : t + 1])) ** 2 / (spread * after)
-        # The importance weight: the mass the twisted proposal kept, over the twist before.
-        kept = torch.logsumexp(proposal, 1) - torch.logsumexp(tempered, 1) - twist_before
-        if after == 1 and lookahead > 0:
-            sums, interval = (lo, hi, so_far), (least, most)
-            chosen = _look_ahead(group, t, block, proposal, tempered, kept, sums, interval, temperature)
-            values, kept, looked = chosen
-        else:
-            values = draw(proposal, group.noise[:, d], 1.0)
-            values = torch.minimum(torch.maximum(values, least), most)  # a uniform of exactly 0
-        group.log_weight += kept.view(n, k)
-        group.record(d, values, torch.log_softmax(logits, dim=1))
-        partial[:, block] += values
-        expected[:, block] += guide[:, colour, t]
-        if d < pixels * colours - 1:
-            index = group.resample()
-            if index is not None:
-                partial, looked = partial[index], looked[index]
-        if on_row is not None and j == size - 1 and colour == colours - 1:
-            on_row(i + 1, group.leading())
+    with group.own_ops():
+        for d in range(pixels * colours):
+            t, colour = divmod(d, colours)
+            i, j = divmod(t, size)
+            if j == 0 and colour == 0:
+                group.state.begin_row(i)
+            block = colour * blocks + (i // factor) * per_row + j // factor
+            after = area - 1 - ((i % factor) * factor + j % factor)  # block pixels still to come
+            so_far = partial[:, block]
+            least = (lo[:, block] - so_far - after * top).clamp(min=0)  # (n*K,)
+            most = (hi[:, block] - so_far).clamp(max=top)
+            logits = group.state.logits(i, j, colour).double()
+            tempered = logits / temperature
+            allowed = (levels >= least.unsqueeze(1)) & (levels <= most.unsqueeze(1))
+            proposal = tempered.masked_fill(~allowed, float("-inf"))
+            # The twist before this pixel, and after each value it may take (none once the block is full).
+            drift = so_far.double() - expected[:, block]
+            twist_before = looked if after == 0 and lookahead > 0 else -(drift**2) / (spread * (after + 1))
+            if after == 1 and lookahead > 0:
+                need = (lo[:, block] - so_far, hi[:, block] - so_far)
+                proposal += _last_pixel_twist(group.state, t, need, (least, most), top + 1, temperature)
+            elif after > 0:
+                off_guide = drift.unsqueeze(1) + (levels - guide[:, colour, t : t + 1])
+                proposal -= off_guide**2 / (spread * after)
+            # The importance weight: the mass the twisted proposal kept, over the twist before.
+            kept = torch.logsumexp(proposal, 1) - torch.logsumexp(tempered, 1) - twist_before
+            if after == 1 and lookahead > 0:
+                sums, interval = (lo, hi, so_far), (least, most)
+                chosen = _look_ahead(group, t, block, proposal, tempered, kept, sums, interval, temperature)
+                values, kept, looked = chosen
+            else:
+                values = draw(proposal, group.noise[:, d], 1.0)
+                values = torch.minimum(torch.maximum(values, least), most)  # a uniform of exactly 0
+            group.log_weight += kept.view(n, k)
+            group.record(d, values, torch.log_softmax(logits, dim=1))
+            partial[:, block] += values
+            expected[:, block] += guide[:, colour, t]
+            if d < pixels * colours - 1:
+                index = group.resample()
+                if index is not None:
+                    partial, looked = partial[index], looked[index]
+            if on_row is not None and j == size - 1 and colour == colours - 1:
+                on_row(i + 1, group.leading())
     return group.pick()
