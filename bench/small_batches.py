@@ -1,9 +1,9 @@
 """Small requests over HTTP against the same work in process (``python -m bench.load --small``).
 
-For one client at a time: the median time of ``generate(n)`` called in this process (default
-torch threads) and of ``/generate`` with the same ``n`` over HTTP, for a server started with
-each ``PIXELCNN_TORCH_THREADS`` asked for (``default`` leaves it unset), so that the fastest
-setting shows; then, on a default server, 16 concurrent ``/upscale`` and ``/complete`` requests
+For one client at a time: the median time of ``/generate`` over HTTP against ``generate(n)``
+called in this process (default torch threads), calls taken in turn, for a server started
+with each ``PIXELCNN_TORCH_THREADS`` asked for (``default`` leaves it unset), so that the
+fastest setting shows; then, on a default server, 16 concurrent ``/upscale`` and ``/complete`` requests
 (one result of 8 particles each, different images) against one of them alone, checking that
 each concurrent answer equals the same request sent alone. Talks to 127.0.0.1 only.
 """
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import statistics
 import time
+from collections.abc import Callable
 from functools import partial
 
 import httpx
@@ -20,10 +22,10 @@ import numpy as np
 from PIL import Image
 
 from bench.load import run_clients, server
-from bench.sampling import median_seconds
 from model.checkpoint import DEFAULT_WEIGHTS, load
 from model.data import load_fashion_mnist
 from model.inference.generation import generate
+from model.network.pixelcnn import PixelCNN
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -32,19 +34,28 @@ def png(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def in_process(weights: str | None, sizes: list[int], repeats: int) -> dict[int, float]:
-    model = load(weights or DEFAULT_WEIGHTS)
-    return {n: median_seconds(partial(generate, model, n, seeds=list(range(n))), repeats) for n in sizes}
+def _seconds(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
-def over_http(url: str, sizes: list[int], repeats: int) -> dict[int, float]:
+def paired(model: PixelCNN, url: str, sizes: list[int], repeats: int) -> dict[int, tuple[float, float]]:
+    """Per ``n``: the median seconds of ``generate(n)`` in this process and of ``/generate``
+    with the same ``n`` over HTTP, the two taken in turn (after one warm-up call each), so that
+    the machine's drift from minute to minute falls on both alike."""
     with httpx.Client(base_url=url, timeout=600) as client:
 
-        def one(n: int) -> None:
-            r = client.post("/generate", json={"n": n, "seed": 0})  # seeds 0 .. n-1
-            r.raise_for_status()
+        def over_http(n: int) -> None:
+            client.post("/generate", json={"n": n, "seed": 0}).raise_for_status()  # seeds 0 .. n-1
 
-        return {n: median_seconds(partial(one, n), repeats) for n in sizes}
+        result = {}
+        for n in sizes:
+            here, there = partial(generate, model, n, seeds=list(range(n))), partial(over_http, n)
+            here(), there()
+            pairs = [(_seconds(here), _seconds(there)) for _ in range(repeats)]
+            result[n] = (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs))
+        return result
 
 
 Files = dict[str, tuple[str, bytes, str]]
@@ -97,18 +108,17 @@ def concurrent_particles(url: str, route: str, count: int) -> None:
 
 
 def main(weights: str | None, settings: list[str], repeats: int) -> None:
-    sizes = [1, 16]
-    local = in_process(weights, sizes, repeats)
-    print(f"small requests, one client, medians of {repeats}:")
-    print("  in process: " + ", ".join(f"generate({n}) {local[n]:.3f} s" for n in sizes))
+    sizes, model = [1, 16], load(weights or DEFAULT_WEIGHTS)
+    print(f"small requests, one client, medians of {repeats}, in process and over HTTP in turn:")
     for threads in settings:
         extra = {} if threads == "default" else {"torch_threads": threads}
         with server(weights, **extra) as s:
-            remote = over_http(s.url, sizes, repeats)
-        print(
-            f"  HTTP, PIXELCNN_TORCH_THREADS={threads}: "
-            + ", ".join(f"n={n} {remote[n]:.3f} s ({remote[n] / local[n]:.2f}x in process)" for n in sizes)
+            times = paired(model, s.url, sizes, repeats)
+        figures = (
+            f"n={n} {there:.3f} s against {here:.3f} s ({there / here:.2f}x)"
+            for n, (here, there) in times.items()
         )
+        print(f"  PIXELCNN_TORCH_THREADS={threads}: " + ", ".join(figures))
     print("particle jobs, default server:")
     with server(weights) as s:
         for route in ("/upscale", "/complete"):

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from model.checkpoint import load
 from model.data import FASHION_CLASSES
+from model.inference.cached import warm_up
 from model.network.pixelcnn import PixelCNN, PixelCNNConfig
 from model.training import Trainer, TrainSettings
 from tests.databases import postgres_url  # noqa: F401 (the PostgreSQL fixture, for any module)
@@ -32,6 +33,13 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the sampler's loops once, first (or load them from numba's cache): on a clean
+    checkout that takes about a minute, which no test's own deadline (a server's start) should
+    pay."""
+    warm_up()
 
 
 @pytest.fixture(scope="session", autouse=True)
