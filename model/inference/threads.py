@@ -5,7 +5,7 @@ on how a matrix library splits a sum between threads (``model.codec.threads``), 
 particle samplers, whose own ops are small (rows of 256 levels) while the compiled loops run
 the network on threads of their own. There a multi-threaded op gains nothing and costs much:
 after each one, torch's OpenMP workers spin for a while on the cores the loops need
-(``complete`` of 16 results of 8 particles took 11.9 s with two torch threads, 7.4 s with one,
+(``complete`` of 16 results of 8 particles took 11.9 s with two torch threads, 7.5 s with one,
 on 2 cores).
 """
 
