@@ -18,6 +18,7 @@ from model.data import FASHION_CLASSES, load_fashion_mnist
 from model.inference import superres
 from model.inference.caches import GatedCache
 from model.inference.likelihood import log_likelihood
+from model.inference.row_kernel import RowKernel
 from model.inference.superres import block_sums, enlarge_to_sums
 from model.network.classifier import guess_from_small
 from model.network.pixelcnn import ARCHITECTURES, PixelCNN
@@ -246,15 +247,20 @@ def test_the_command_writes_a_grid_of_images_that_agree(
         sample_main(["upscale", *argv, "--weights", str(tmp_path / "tiny.safetensors"), "--label", "12"])
 
 
+@pytest.mark.parametrize("colours", [1, 3])
 @pytest.mark.parametrize("arch", ARCHS)
 def test_resampling_copies_only_the_live_rows_of_the_cache_and_changes_nothing(
-    arch: str, monkeypatch: pytest.MonkeyPatch
+    arch: str, colours: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Resampling copies the particles' caches; the gated caches copy only the rows later steps
-    # read. The results must be exactly those of copying everything.
-    model = random_model(arch, 10, size=12, levels=256, channels=8, layers=3, seed=11)
-    low = torch.randint(0, 256, (1, 3, 3), generator=torch.Generator().manual_seed(1))
+    # Resampling copies the particles' state; the gated caches (colour) and the compiled loops
+    # (grayscale gated networks) copy only the attention positions later steps read. The
+    # results must be exactly those of copying everything.
+    model = random_model(
+        arch, 10, size=12, levels=256, channels=12, layers=3, seed=11, image_channels=colours
+    )
+    low = torch.randint(0, 256, (colours, 3, 3), generator=torch.Generator().manual_seed(1))
     fast = upscale(model, low, 4, 2, seeds=[3, 4], particles=8)
     monkeypatch.setattr(GatedCache, "live_part", lambda self, name, tensor: tensor)
+    monkeypatch.setattr(RowKernel, "_live", lambda self: slice(None))
     full = upscale(model, low, 4, 2, seeds=[3, 4], particles=8)
     assert torch.equal(fast[0], full[0]) and torch.equal(fast[1], full[1])

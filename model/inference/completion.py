@@ -1,5 +1,5 @@
 """Inpainting: ``complete`` fills the masked pixels of an image, by sequential importance
-resampling over particles when asked, on the fast cached sampler.
+resampling over particles when asked, on the network a pixel at a time (as the sampler runs it).
 
 Plain raster-order sampling never looks at known pixels after a hole. With ``particles=K``,
 each requested completion runs K particles; every known pixel multiplies a particle's weight

@@ -2,15 +2,15 @@
 
 ``n`` requested results run ``K`` particles each, as one batch of ``n * K`` (result c owns rows
 ``c*K .. c*K+K-1``) on the compiled loops a pixel at a time (``RowKernel.steps``) where they
-run the network, else on the cached incremental model: either way a particle's numbers never
-depend on the rest of its batch. Reproducibility is per result:
-result c draws everything from one ``torch.Generator`` seeded with ``seeds[c]``: first one
-uniform per dimension for each of its particles (a dimension is a pixel of a grayscale model,
-one colour of a pixel of a colour model: raster order, red before green before blue, up front;
-then ``extra_noise``
-more per particle, for a caller that needs them), then one uniform per resampling of its
-group and one for the final pick. So a result depends only on the model,
-the inputs, its seed and its label, never on the rest of the batch.
+run the network, so that a particle's numbers never depend on the rest of its batch; else on
+the cached incremental model (whose sums may differ in the last bits with the batch).
+Reproducibility is per result: result c draws everything from one ``torch.Generator`` seeded
+with ``seeds[c]``: first one uniform per dimension for each of its particles (a dimension is a
+pixel of a grayscale model, one colour of a pixel of a colour model: raster order, red before
+green before blue, up front; then ``extra_noise`` more per particle, for a caller that needs
+them), then one uniform per resampling of its group and one for the final pick. So a result's
+draws depend only on the model, the inputs, its seed and its label, never on the rest of the
+batch.
 
 The caller multiplies a particle's weight (``log_weight``, natural log) by whatever the
 model said about the evidence at a pixel, and calls ``resample``: a group whose effective

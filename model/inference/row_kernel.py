@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,7 +92,8 @@ class RowKernel:
     one, as ``GatedCache.inp``; the loops read the rows above and write the drawn pixels),
     each layer's vertical input and its row's vertical terms, the attention blocks' keys and
     values, the draws so far (``drawn`` ``(B, H*W)`` int64) and each image's negative
-    log-likelihood in nats (``nats``).
+    log-likelihood in nats (``nats``). Driven a pixel at a time (``steps``), its caller draws:
+    the noise is zeros, and ``drawn`` and ``nats`` stay unused.
     """
 
     def __init__(
@@ -207,7 +208,10 @@ class RowKernel:
         parts = min(self.threads, batch)
         bounds = [batch * p // parts for p in range(parts + 1)]
         others = [_pool().submit(part, (bounds[p], bounds[p + 1])) for p in range(1, parts)]
-        part((bounds[0], bounds[1]))
+        try:
+            part((bounds[0], bounds[1]))
+        finally:
+            wait(others)  # no part goes on writing after another has failed
         for other in others:
             other.result()
 
@@ -223,10 +227,16 @@ class RowKernel:
         """Row ``i``'s vertical stacks, for every image."""
         self._split(lambda images: vertical_row(i, *self.arguments(images)[0]))
 
-    def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
-        """The network at pixel (i, j) -> ``(B, levels)`` float32, a new tensor each call."""
+    def _check_pixel(self, i: int, j: int, colour: int) -> None:
+        # The loops check no bounds (numba): a step outside the image would write past its rows.
+        if not (0 <= i < self.size and 0 <= j < self.size):
+            raise IndexError(f"pixel ({i}, {j}) is outside the {self.size}x{self.size} image")
         if colour != 0:
             raise ValueError("the compiled loops run grayscale networks: colour 0 only")
+
+    def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
+        """The network at pixel (i, j) -> ``(B, levels)`` float32, a new tensor each call."""
+        self._check_pixel(i, j, colour)
         out = np.empty((len(self.nats), self.weights.head[3].shape[0]), np.float32)
 
         def part(images: tuple[int, int]) -> None:
@@ -240,6 +250,12 @@ class RowKernel:
 
     def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
         """Pixel (i, j) takes ``values`` ``(B,)`` int64: the input of the pixels after it."""
+        self._check_pixel(i, j, colour)
+        levels = self.weights.head[3].shape[0]
+        if values.dtype != torch.long or tuple(values.shape) != self.previous.shape:
+            raise ValueError(f"values must be {self.previous.shape[0]} int64 model values")
+        if len(values) and not (int(values.min()) >= 0 and int(values.max()) < levels):
+            raise ValueError(f"values must be in 0..{levels - 1}")
         self.previous[:] = values.numpy()
         write_pixel(i, j, self.inp, self.weights.head[4], self.previous, (0, len(self.previous)))
 
@@ -249,13 +265,17 @@ class RowKernel:
         rows = index.numpy()
         moved = np.flatnonzero(rows != np.arange(len(rows)))
         sources = rows[moved]
-        live = slice(self.position + 1)
+        live = self._live()
         # Past the batch axis, the attention caches' positions so far: keys (A, B, heads, d,
         # H*W), values (A, B, heads, H*W, d).
         positions = {"keys": (..., live), "values": (slice(None), live)}
         for name, axis in _PER_IMAGE.items():
             array, lead, tail = getattr(self, name), (slice(None),) * axis, positions.get(name, ())
             array[(*lead, moved, *tail)] = array[(*lead, sources, *tail)]  # the right side is read first
+
+    def _live(self) -> slice:
+        """The attention caches' positions that later steps read: those computed so far."""
+        return slice(self.position + 1)
 
     def keep(self, index: torch.Tensor) -> None:
         """Only batch rows ``index`` go on, in that order (fewer of them: dropped images)."""

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # reentrant: a particle loop may call the codec, say, from a hook
 
 
 @contextmanager
