@@ -106,7 +106,7 @@ class RowKernel:
         batch, cfg = len(noise), model.config
         levels, size, c = cfg.levels, cfg.image_size, cfg.channels
         positions = size * size
-        self.size = size
+        self.size, self.levels = size, levels
         self.position = 0  # the raster position of the latest ``logits`` call
         self.threads = torch.get_num_threads()  # the parts a batch is split into (``_split``)
         self.weights = kernel_weights(model)
@@ -237,7 +237,7 @@ class RowKernel:
     def logits(self, i: int, j: int, colour: int = 0) -> torch.Tensor:
         """The network at pixel (i, j) -> ``(B, levels)`` float32, a new tensor each call."""
         self._check_pixel(i, j, colour)
-        out = np.empty((len(self.nats), self.weights.head[3].shape[0]), np.float32)
+        out = np.empty((len(self.nats), self.levels), np.float32)
 
         def part(images: tuple[int, int]) -> None:
             inp, stem, layers, attention, head, _, _ = self.arguments(images)[1]
@@ -251,11 +251,10 @@ class RowKernel:
     def write(self, i: int, j: int, values: torch.Tensor, colour: int = 0) -> None:
         """Pixel (i, j) takes ``values`` ``(B,)`` int64: the input of the pixels after it."""
         self._check_pixel(i, j, colour)
-        levels = self.weights.head[3].shape[0]
         if values.dtype != torch.long or tuple(values.shape) != self.previous.shape:
             raise ValueError(f"values must be {self.previous.shape[0]} int64 model values")
-        if len(values) and not (int(values.min()) >= 0 and int(values.max()) < levels):
-            raise ValueError(f"values must be in 0..{levels - 1}")
+        if len(values) and not (int(values.min()) >= 0 and int(values.max()) < self.levels):
+            raise ValueError(f"values must be in 0..{self.levels - 1}")
         self.previous[:] = values.numpy()
         write_pixel(i, j, self.inp, self.weights.head[4], self.previous, (0, len(self.previous)))
 
